@@ -88,6 +88,8 @@ HANGUP_SUCCESS = "SUCCESS"
 HANGUP_NONE = "NONE"
 HANGUP_NORMAL_CLEARING = "NORMAL_CLEARING"
 HANGUP_DESTINATION_OUT_OF_ORDER = "DESTINATION_OUT_OF_ORDER"
+HANGUP_NO_USER_RESPONSE = "NO_USER_RESPONSE"
+HANGUP_PROGRESS_TIMEOUT = "PROGRESS_TIMEOUT"
 USER_NOT_REGISTERED_DELAY = 5  # fixed back-off, seconds (§5.7)
 
 # -- events (§6.2) -------------------------------------------------------------------------
@@ -106,6 +108,18 @@ ACTION_MEMBER_QUEUE_RESUME = "member-queue-resume"
 ACTION_MEMBER_QUEUE_END = "member-queue-end"
 ACTION_MEMBERS_COUNT = "members-count"
 # agent-status-get / agent-state-get / agent-uuid-get are built as f"agent-{key}-get"
+
+# event headers (§6.2) read by the metrics layer
+H_CC_ACTION = "CC-Action"
+H_CC_QUEUE = "CC-Queue"
+H_CC_AGENT = "CC-Agent"
+H_CC_CAUSE = "CC-Cause"
+H_CC_CANCEL_REASON = "CC-Cancel-Reason"
+H_CC_HANGUP_CAUSE = "CC-Hangup-Cause"
+H_CC_MEMBER_UUID = "CC-Member-UUID"
+H_CC_MEMBER_JOINED_TIME = "CC-Member-Joined-Time"
+H_CC_MEMBER_LEAVING_TIME = "CC-Member-Leaving-Time"
+H_CC_AGENT_ANSWERED_TIME = "CC-Agent-Answered-Time"
 
 # -- tables and columns (§1.1), in physical order ------------------------------------------
 MEMBERS_COLUMNS = (
