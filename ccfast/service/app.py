@@ -1,0 +1,162 @@
+"""The dispatcher service: one trio nursery that owns the core and every task around it.
+
+``Service.run`` starts, in one nursery: a link per FreeSWITCH box (inbound ESL), the outbound
+listener for callers, the dispatch loop, and — when configured — the control port, the metrics
+server and the store writer. Member sessions and offers are tasks in the same nursery. State lives
+in the core; this class only routes notifications between tasks and the core, and after every change
+flushes the core's events (to FreeSWITCH and control subscribers) and journal (to the store).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from .ccevents import render
+from .clock import Clock
+from .dispatcher import Dispatcher
+from .member import MemberSession
+from .offer import OfferTask
+from .ports import Box
+
+log = logging.getLogger("ccfast.service")
+
+
+class Service:
+    """Everything between the core and the sockets."""
+
+    def __init__(self, core, settings, *, clock: Clock | None = None, config=None) -> None:
+        self.core = core
+        self.settings = settings
+        self.config = config
+        self.clock = clock or Clock()
+        self.boxes: dict[str, Box] = {}
+        self.members: dict[str, MemberSession] = {}
+        self.offers: dict[int, OfferTask] = {}
+        self._departed: dict[str, MemberSession] = {}  # answered members whose call is still up
+        self.event_listeners: list[Callable[[str, list[tuple[str, str]]], None]] = []
+        self.journal_sink: Callable[[list], None] | None = None
+        self.stats = {"offers_started": 0, "members_joined": 0, "members_left": 0, "events_fired": 0}
+        self.on_originate: Callable[[Any], None] | None = None
+        self._nursery: trio.Nursery | None = None
+        self.dispatcher = Dispatcher(
+            core, self.clock,
+            start_offer=self.start_offer,
+            member_timeout=self.member_timeout,
+            after_pass=self.flush,
+        )
+
+    # -- tasks ------------------------------------------------------------------------------
+    def spawn(self, fn, *args) -> None:
+        assert self._nursery is not None, "service not running"
+        self._nursery.start_soon(fn, *args)
+
+    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await nursery.start(self.dispatcher.run)
+            task_status.started(self)
+
+    def stop(self) -> None:
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    # -- boxes and members -------------------------------------------------------------------
+    def add_box(self, box: Box) -> None:
+        self.boxes[box.name] = box
+
+    def default_box(self) -> Box:
+        return next(iter(self.boxes.values()))
+
+    def box_for(self, channel_data) -> Box:
+        """The box a member channel lives on: by Core-UUID, else the only/first box."""
+        core_uuid = channel_data.get("Core-UUID")
+        for box in self.boxes.values():
+            if core_uuid and getattr(box, "core_uuid", None) == core_uuid:
+                return box
+        return self.default_box()
+
+    async def handle_member(self, link) -> None:
+        """Serve one outbound ESL connection (one caller) to its end."""
+        session = MemberSession(self, link, self.box_for(link.data))
+        await session.run()
+
+    def resolve_queue(self, name: str):
+        """The queue's params, loading it lazily from the config like mod_callcenter (§2.6)."""
+        params = self.core.queue_params(name)
+        if params is None and self.config is not None:
+            params = self.config.queues.get(name)
+            if params is not None:
+                self.core.queue_set(params)
+        return params
+
+    def member_left(self, session: MemberSession) -> None:
+        self.members.pop(session.member_uuid, None)
+        if session.is_bridged or session.agent_found:
+            self._departed[session.member_uuid] = session  # for member-queue-end's snapshot
+        self.stats["members_left"] += 1
+
+    def member_timeout(self, timeout) -> None:
+        session = self.members.get(timeout.member_uuid)
+        if session is not None:
+            session.timeout(timeout.reason)
+
+    # -- offers --------------------------------------------------------------------------------
+    def start_offer(self, offer) -> None:
+        task = OfferTask(self, offer)
+        self.offers[offer.offer_id] = task
+        self.stats["offers_started"] += 1
+        self.spawn(task.run)
+
+    def offer_done(self, task: OfferTask) -> None:
+        self.offers.pop(task.offer.offer_id, None)
+        self.changed()
+        self._departed.pop(task.offer.member_uuid, None)
+
+    def cancel_offer(self, offer_id: int, cause: str) -> None:
+        task = self.offers.get(offer_id)
+        if task is not None:
+            task.cancel(cause)
+
+    def metrics_originate_sent(self, offer) -> None:
+        if self.on_originate is not None:
+            self.on_originate(offer)
+
+    def break_agent_channel(self, uuid: str) -> bool:
+        """``callcenter_break agent <uuid>``: stop watching that agent channel (§7.5)."""
+        found = False
+        for task in self.offers.values():
+            if task.leg_uuid == uuid:
+                task.break_requested.set()
+                found = True
+        return found
+
+    # -- after every change --------------------------------------------------------------------
+    def changed(self, member: MemberSession | None = None) -> None:
+        """State changed outside a pass: publish what the core recorded and wake the loop."""
+        self.flush()
+        self.dispatcher.poke()
+
+    def flush(self) -> None:
+        events = self.core.drain_events()
+        if events:
+            for action, headers in events:
+                self._fire(action, headers)
+        journal = self.core.drain_journal()
+        if journal and self.journal_sink is not None:
+            self.journal_sink(journal)
+
+    def _fire(self, action: str, headers) -> None:
+        member_uuid = headers.get("CC-Member-UUID", "")
+        member = self.members.get(member_uuid) or self._departed.get(member_uuid)
+        member_channel = member.data if member is not None else None
+        rendered = render(action, headers, member_channel, None)
+        self.stats["events_fired"] += 1
+        for box in self.boxes.values():
+            if box.up:
+                box.sendevent(rendered)
+        for listener in self.event_listeners:
+            listener(action, rendered)

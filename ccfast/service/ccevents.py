@@ -1,0 +1,60 @@
+"""mod_callcenter's ``CUSTOM callcenter::info`` events, as ccfast fires them.
+
+The core records each event as ``(CC-Action, {header: value})`` in the order of reference §6.2.
+Here they get what only the service knows — ``CC-Member-DNIS`` (the member's RDNIS) and, for the
+events marked [+chan], the channel snapshot — and go out through ``sendevent`` on every box and to
+the control port's subscribers.
+
+Deliberate difference: the snapshot is sent without ``Unique-ID``. FreeSWITCH delivers a
+``sendevent`` that names a live channel's ``Unique-ID`` to that channel instead of broadcasting it
+(integration notes §7.2), so such events would be lost while the member hears hold music or is
+bridged. ``Channel-Call-UUID``, ``Caller-Unique-ID`` and ``CC-Member-Session-UUID`` carry the uuid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .. import strings as S
+
+# events that carry a channel snapshot, and whose channel (§6.2)
+MEMBER_SNAPSHOT = frozenset({S.ACTION_MEMBER_QUEUE_START, S.ACTION_MEMBER_QUEUE_RESUME, S.ACTION_MEMBER_QUEUE_END})
+AGENT_SNAPSHOT = frozenset({S.ACTION_BRIDGE_AGENT_START, S.ACTION_BRIDGE_AGENT_END})
+DNIS_EVENTS = frozenset({S.ACTION_AGENT_OFFERING, S.ACTION_BRIDGE_AGENT_START})
+
+# headers FreeSWITCH adds itself or that would misroute a sendevent
+_NOT_FORWARDED = frozenset({
+    "Unique-ID", "Event-Name", "Core-UUID", "FreeSWITCH-Hostname", "FreeSWITCH-Switchname",
+    "FreeSWITCH-IPv4", "FreeSWITCH-IPv6", "Event-Date-Local", "Event-Date-GMT",
+    "Event-Date-Timestamp", "Event-Calling-File", "Event-Calling-Function",
+    "Event-Calling-Line-Number", "Event-Sequence", "Content-Type", "Content-Length",
+    "Reply-Text", "Socket-Mode", "Control", "Event-Subclass", "Command", "Event-UUID",
+})
+
+
+def snapshot(channel: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The channel-describing headers of a channel's last known event, minus envelope/routing."""
+    return [(k, v) for k, v in channel.items() if k not in _NOT_FORWARDED and v not in ("", None)]
+
+
+def render(
+    action: str,
+    headers: Mapping[str, str],
+    member_channel: Mapping[str, str] | None = None,
+    agent_channel: Mapping[str, str] | None = None,
+) -> list[tuple[str, str]]:
+    """The header list to fire for one core event (without ``Event-Subclass``)."""
+    out: list[tuple[str, str]] = []
+    if action in MEMBER_SNAPSHOT and member_channel:
+        out.extend(snapshot(member_channel))
+    elif action in AGENT_SNAPSHOT and agent_channel:
+        out.extend(snapshot(agent_channel))
+    for name, value in headers.items():
+        if value is None or value == "":
+            continue  # FreeSWITCH's event core drops empty headers (§6.1)
+        out.append((name, str(value)))
+    if action in DNIS_EVENTS and member_channel:
+        rdnis = member_channel.get("Caller-RDNIS")
+        if rdnis and "CC-Member-DNIS" not in headers:
+            out.append(("CC-Member-DNIS", rdnis))
+    return out

@@ -1,0 +1,50 @@
+"""What the service needs from the Event Socket, as two small interfaces.
+
+``Box`` is one FreeSWITCH box reached over inbound ESL; ``MemberLink`` is one caller's outbound
+ESL session. ``ccfast.service.links`` adapts ``ccfast.esl`` connections to these; tests may use the
+real ones over TCP against the simulator. Keeping the service's view this narrow is what lets the
+member and offer logic read like the reference's step lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from .router import ChannelRouter
+
+
+class Box(Protocol):
+    name: str
+    router: ChannelRouter  # events of this box's channels, by Unique-ID
+
+    @property
+    def up(self) -> bool: ...
+
+    async def api(self, command: str) -> str:
+        """``api <command>``; the response body."""
+
+    async def bgapi(self, command: str, job_uuid: str) -> str:
+        """``bgapi <command>`` with our Job-UUID; the BACKGROUND_JOB body when it arrives."""
+
+    def sendevent(self, headers: list[tuple[str, str]]) -> None:
+        """Queue ``sendevent CUSTOM`` with these headers; never blocks (drops are counted)."""
+
+
+class MemberLink(Protocol):
+    uuid: str  # the member channel's Unique-ID
+    data: Mapping[str, str]  # the connect reply's channel data, decoded; updated by events
+
+    async def command(self, line: str) -> str:
+        """A session command (``resume``, ``linger``, ``myevents``); the Reply-Text."""
+
+    async def execute(self, app: str, arg: str | None = None, *, event_lock: bool = False) -> str:
+        """``sendmsg`` ``call-command: execute``; the Reply-Text (the app runs later)."""
+
+    async def api(self, command: str) -> str:
+        """``api`` over this socket (``async full`` mode)."""
+
+    async def next_event(self):
+        """The channel's next event (``myevents``); raises ``trio.EndOfChannel`` when closed."""
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,79 @@
+"""The service's pure helpers: expansion, the originate string, event rendering, routing."""
+
+from __future__ import annotations
+
+import trio
+
+from ccfast import strings as S
+from ccfast.service.ccevents import render
+from ccfast.service.expand import expand
+from ccfast.service.originate import export_vars, originate_command, quote_value
+from ccfast.service.router import ChannelRouter
+
+MEMBER = {
+    "Unique-ID": "m-1",
+    "Caller-Caller-ID-Number": "5551000",
+    "Caller-Caller-ID-Name": "Alice Smith",
+    "Caller-RDNIS": "800",
+    "variable_cc_queue": "support@default",
+    "variable_cc_export_vars": "acct,nolocal:tag,missing",
+    "variable_acct": "42,7",
+    "variable_nolocal:tag": "vip",
+    "Event-Name": "CHANNEL_DATA",
+    "Core-UUID": "core",
+}
+
+
+def test_expand_uses_member_channel_and_passes_unknown_names_on():
+    assert expand("user/${caller_id_number}@${cc_queue}", MEMBER) == "user/5551000@support@default"
+    assert expand("${uuid}/${nope}", MEMBER) == "m-1/${nope}"
+    assert expand("$${hold_music}", MEMBER) == "${hold_music}"
+
+
+def test_quote_value_escapes_commas_and_quotes_spaces():
+    assert quote_value("a,b") == "a\\,b"
+    assert quote_value("Alice Smith") == "'Alice Smith'"
+    assert quote_value("plain") == "plain"
+
+
+def test_export_vars_copies_listed_existing_variables_and_strips_nolocal():
+    assert export_vars(MEMBER) == {"cc_export_vars": "acct,nolocal:tag,missing", "acct": "42,7", "tag": "vip"}
+
+
+def test_originate_command_has_reference_variables_and_contact_globals_last():
+    cmd = originate_command(
+        leg_uuid="leg-1", contact="{leg_timeout=5}user/${caller_id_number}", member=MEMBER,
+        queue="support@default", joined_epoch=100, member_uuid="mu", member_session_uuid="m-1",
+        agent="1000@default", agent_type="Callback", cid_name="Alice Smith", cid_number="5551000",
+        originate_timeout=60,
+    )
+    assert cmd.endswith("}user/5551000 &park()")
+    block = cmd[1:cmd.index("}")]
+    for pair in ("origination_uuid=leg-1", "cc_queue=support@default", "cc_member_pre_answer_uuid=mu",
+                 "cc_agent=1000@default", "cc_side=agent", "loopback_bowout=false",
+                 "ignore_early_media=true", "originate_timeout=60",
+                 "origination_caller_id_name='Alice Smith'", "acct=42\\,7", "tag=vip"):
+        assert pair in block, pair
+    assert block.endswith(",leg_timeout=5")
+
+
+def test_render_omits_empty_values_drops_unique_id_and_adds_dnis():
+    headers = {"CC-Queue": "q", "CC-Action": S.ACTION_AGENT_OFFERING, "CC-Agent": "a", "CC-Member-CID-Name": ""}
+    out = render(S.ACTION_AGENT_OFFERING, headers, MEMBER)
+    assert out == [("CC-Queue", "q"), ("CC-Action", "agent-offering"), ("CC-Agent", "a"), ("CC-Member-DNIS", "800")]
+    start = render(S.ACTION_MEMBER_QUEUE_START, {"CC-Queue": "q", "CC-Action": "member-queue-start"}, MEMBER)
+    names = [n for n, _ in start]
+    assert "Unique-ID" not in names and "Event-Name" not in names and "Core-UUID" not in names
+    assert names[-2:] == ["CC-Queue", "CC-Action"] and "Caller-Caller-ID-Number" in names
+
+
+async def test_router_delivers_only_to_watchers_of_that_uuid():
+    router = ChannelRouter()
+    with router.watch("a") as wa, router.watch("b") as wb:
+        assert router.route("a", {"n": 1})
+        assert not router.route("c", {"n": 2})
+        assert await wa.receive.receive() == {"n": 1}
+        with trio.move_on_after(0.01):
+            await wb.receive.receive()
+            raise AssertionError("b got a's event")
+    assert len(router) == 0
