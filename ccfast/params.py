@@ -14,7 +14,6 @@ from . import strings as S
 TRUE_WORDS = frozenset({"yes", "on", "true", "t", "enabled", "active", "allow"})
 FALSE_WORDS = frozenset({"no", "off", "false", "f", "disabled", "inactive", "disallow"})
 INT_MAX = 86400
-_NUMERIC = re.compile(r"^[+-]?[0-9.]*$")
 RING_PROGRESSIVELY_DEFAULT_DELAY = 10  # ring-progressively-delay 0 means this (§2.3)
 
 
@@ -77,25 +76,32 @@ class ParamWarning(str):
     """A message about a param that was ignored or replaced by its default (never fatal)."""
 
 
+def is_number(value: str) -> bool:
+    """``switch_is_number``: optional sign, then only digits and dots (so "" and "+" count)."""
+    body = value[1:] if value[:1] in ("+", "-") else value
+    return all(char == "." or "0" <= char <= "9" for char in body)
+
+
 def parse_bool(value: str) -> bool | None:
-    """FreeSWITCH's true/false words, or a number; None when it is neither."""
-    low = value.strip().lower()
+    """``switch_true``/``switch_false``: true/false words (any case, no trimming) or a number
+    (``atoi`` non-zero is true; "" and "0.5" are numbers that are false). None when neither."""
+    low = value.lower()
     if low in TRUE_WORDS:
         return True
     if low in FALSE_WORDS:
         return False
-    if re.fullmatch(r"[+-]?\d+", low):
-        return int(low) != 0
+    if is_number(value):
+        return atoi(value) != 0
     return None
 
 
 def parse_int(value: str) -> int | None:
-    """mod_callcenter's integer rule: numeric-looking text, ``atoi``, range 0..86400."""
-    text = value.strip()
-    if not _NUMERIC.match(text):
+    """mod_callcenter's integer rule: ``switch_is_number`` then ``atoi``, range 0..86400.
+
+    No trimming: " 5" is not a number for FreeSWITCH either."""
+    if not is_number(value):
         return None
-    digits = re.match(r"^[+-]?\d*", text).group(0)
-    number = int(digits) if digits not in ("", "+", "-") else 0
+    number = atoi(value)
     if not 0 <= number <= INT_MAX:
         return None
     return number

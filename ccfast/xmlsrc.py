@@ -1,0 +1,111 @@
+"""A tiny XML tree with line numbers, read the way FreeSWITCH reads configuration files.
+
+``xml.etree`` drops line numbers; config errors must name file and line, so this builds a small
+tree with expat directly. Tag and attribute names are case-sensitive (as in FreeSWITCH's ezxml);
+callers compare param *values* case-insensitively where mod_callcenter does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from xml.parsers import expat
+
+
+class XmlError(Exception):
+    """Unparsable XML. ``str()`` is ``file:line:col: reason``."""
+
+    def __init__(self, file: str, line: int, col: int, reason: str):
+        super().__init__(f"{file}:{line}:{col}: {reason}")
+        self.file, self.line, self.col, self.reason = file, line, col, reason
+
+
+@dataclasses.dataclass(eq=False)
+class Node:
+    tag: str
+    attrs: dict[str, str]
+    line: int
+    file: str
+    children: list["Node"] = dataclasses.field(default_factory=list)
+
+    def child(self, tag: str) -> "Node | None":
+        """First child with this tag (``switch_xml_child``)."""
+        for node in self.children:
+            if node.tag == tag:
+                return node
+        return None
+
+    def all(self, tag: str) -> list["Node"]:
+        return [node for node in self.children if node.tag == tag]
+
+    def attr(self, name: str) -> str | None:
+        return self.attrs.get(name)
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    def walk(self):
+        yield self
+        for node in self.children:
+            yield from node.walk()
+
+
+def parse_text(text: str | bytes, file: str = "<string>") -> Node:
+    """Parse a document; raises XmlError with the position of the first error."""
+    parser = expat.ParserCreate()
+    stack: list[Node] = []
+    roots: list[Node] = []
+
+    def start(tag: str, attrs: dict[str, str]) -> None:
+        node = Node(tag, dict(attrs), parser.CurrentLineNumber, file)
+        if stack:
+            stack[-1].children.append(node)
+        else:
+            roots.append(node)
+        stack.append(node)
+
+    def end(tag: str) -> None:
+        stack.pop()
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    try:
+        parser.Parse(text, True)
+    except expat.ExpatError as exc:
+        raise XmlError(file, exc.lineno, exc.offset + 1, expat.ErrorString(exc.code)) from None
+    return roots[0]
+
+
+def parse_file(path: str | Path) -> Node:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise XmlError(str(path), 0, 0, f"cannot read: {exc.strerror or exc}") from None
+    return parse_text(data, str(path))
+
+
+_VAR = re.compile(r"\$\$\{([^}]*)\}")
+
+
+def preprocess_vars(root: Node) -> dict[str, str]:
+    """Variables set by ``<X-PRE-PROCESS cmd="set" data="name=value"/>`` anywhere, in order."""
+    found: dict[str, str] = {}
+    for node in root.walk():
+        if node.tag == "X-PRE-PROCESS" and (node.attr("cmd") or "").lower() == "set":
+            name, sep, value = (node.attr("data") or "").partition("=")
+            if sep:
+                found[name.strip()] = _VAR.sub(lambda m: found.get(m.group(1), m.group(0)), value)
+    return found
+
+
+def unexpanded(value: str) -> list[str]:
+    """Names of ``$${name}`` references still in ``value``."""
+    return _VAR.findall(value)
+
+
+def expand(value: str, variables: dict[str, str]) -> str:
+    """Replace ``$${name}`` by its value where defined; leave the others as written."""
+    return _VAR.sub(lambda m: variables.get(m.group(1), m.group(0)), value)
