@@ -1,0 +1,792 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Cython hot path of the ESL client-role reader: framing + event-plain/json decoding.
+
+Same contract and same results as the pure-Python reference in ``_readers`` (tests compare
+them on every capture and on random events). What makes it fast:
+
+* the receive buffer is a C buffer; frame boundaries are found with ``memchr``;
+* an event's header block is *indexed* (offsets of each name and value in the body bytes), not
+  turned into Python strings: :class:`LazyHeaders` decodes a value only when it is asked for
+  (URL-unquote through a lookup table, or JSON unescape), so a consumer that reads five headers
+  of a 150-header event pays for five;
+* everything a lazy value could fail on (header syntax, invalid UTF-8 after unquoting, JSON
+  structure and escapes, the inner Content-Length body) is checked while indexing, so malformed
+  input still raises :class:`RemoteProtocolError` from ``next_message()``, never later;
+* anything unusual (json with ``\\u`` escapes, whitespace, non-string values; non-event frames)
+  goes through the pure-Python code, which is the reference for those cases.
+"""
+
+from collections.abc import Mapping
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
+from libc.stdint cimport int32_t, uint8_t, uint64_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memchr, memcmp, memcpy, memmove
+
+from . import _readers
+from ._events import Event as _Event, split_array as _split_array
+from .errors import RemoteProtocolError
+
+cdef extern from "Python.h":
+    const char* PyUnicode_AsUTF8AndSize(object s, Py_ssize_t* size) except NULL
+
+DEF F_PCT = 1      # plain value contains '%': unquote on access
+DEF F_UNDEF = 2    # plain value is _undef_
+DEF F_JESC = 4     # json string has backslash escapes
+DEF F_JARR = 8     # json array: the span is the inside of [ ]
+
+cdef struct HEnt:
+    int32_t ns
+    int32_t nl
+    int32_t vs
+    int32_t vl
+    int32_t flags
+
+cdef uint8_t NAME_OK[256]
+cdef int HEXV[256]
+cdef int _i
+for _i in range(256):
+    NAME_OK[_i] = 1 if (0x21 <= _i <= 0x7E and _i != 0x3A) else 0
+    HEXV[_i] = -1
+for _i in range(10):
+    HEXV[0x30 + _i] = _i
+for _i in range(6):
+    HEXV[0x41 + _i] = 10 + _i
+    HEXV[0x61 + _i] = 10 + _i
+
+cdef object _decode_frame = _readers.decode_frame
+cdef object _py_plain = _readers.decode_plain_event
+cdef object _py_json = _readers.decode_json_event
+cdef object _parse_length = _readers.parse_length
+cdef object _split_line = _readers.split_header_line
+
+
+# ------------------------------------------------------------------ byte helpers
+
+cdef inline bint _has_high(const uint8_t* s, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i = 0
+    cdef uint64_t acc = 0, w
+    while i + 8 <= n:
+        memcpy(&w, s + i, 8)
+        acc |= w
+        i += 8
+    if acc & <uint64_t>0x8080808080808080ULL:
+        return True
+    while i < n:
+        if s[i] & 0x80:
+            return True
+        i += 1
+    return False
+
+
+cdef inline bint _has_ctrl_or_high(const uint8_t* s, Py_ssize_t n) noexcept nogil:
+    """Any byte < 0x20 or >= 0x80 (word-at-a-time)."""
+    cdef Py_ssize_t i = 0
+    cdef uint64_t w
+    while i + 8 <= n:
+        memcpy(&w, s + i, 8)
+        if ((w - <uint64_t>0x2020202020202020ULL) | w) & <uint64_t>0x8080808080808080ULL:
+            return True
+        i += 8
+    while i < n:
+        if s[i] < 0x20 or s[i] >= 0x80:
+            return True
+        i += 1
+    return False
+
+
+cdef bint _has_ctrl(const uint8_t* s, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        if s[i] < 0x20:
+            return True
+    return False
+
+
+cdef bint _utf8_valid(const uint8_t* s, Py_ssize_t n) noexcept nogil:
+    """Strict UTF-8 (as Python's decoder: no overlongs, no surrogates, <= U+10FFFF)."""
+    cdef Py_ssize_t i = 0
+    cdef uint8_t c, c1
+    while i < n:
+        c = s[i]
+        if c < 0x80:
+            i += 1
+            continue
+        if c < 0xC2:
+            return False
+        if c < 0xE0:
+            if i + 1 >= n or (s[i + 1] & 0xC0) != 0x80:
+                return False
+            i += 2
+        elif c < 0xF0:
+            if i + 2 >= n:
+                return False
+            c1 = s[i + 1]
+            if c == 0xE0:
+                if c1 < 0xA0 or c1 > 0xBF:
+                    return False
+            elif c == 0xED:
+                if c1 < 0x80 or c1 > 0x9F:
+                    return False
+            elif (c1 & 0xC0) != 0x80:
+                return False
+            if (s[i + 2] & 0xC0) != 0x80:
+                return False
+            i += 3
+        elif c < 0xF5:
+            if i + 3 >= n:
+                return False
+            c1 = s[i + 1]
+            if c == 0xF0:
+                if c1 < 0x90 or c1 > 0xBF:
+                    return False
+            elif c == 0xF4:
+                if c1 < 0x80 or c1 > 0x8F:
+                    return False
+            elif (c1 & 0xC0) != 0x80:
+                return False
+            if (s[i + 2] & 0xC0) != 0x80 or (s[i + 3] & 0xC0) != 0x80:
+                return False
+            i += 4
+        else:
+            return False
+    return True
+
+
+cdef Py_ssize_t _unquote(const uint8_t* s, Py_ssize_t n, uint8_t* out) noexcept nogil:
+    cdef Py_ssize_t i = 0, o = 0
+    cdef uint8_t c
+    while i < n:
+        c = s[i]
+        if c == 0x25 and i + 2 < n and HEXV[s[i + 1]] >= 0 and HEXV[s[i + 2]] >= 0:
+            out[o] = <uint8_t>(HEXV[s[i + 1]] * 16 + HEXV[s[i + 2]])
+            i += 3
+        else:
+            out[o] = c
+            i += 1
+        o += 1
+    return o
+
+
+cdef object _unquote_str(const uint8_t* s, Py_ssize_t n):
+    cdef uint8_t stackbuf[512]
+    cdef uint8_t* buf = stackbuf
+    cdef Py_ssize_t m
+    if n > 512:
+        buf = <uint8_t*>malloc(n)
+        if buf == NULL:
+            raise MemoryError()
+    try:
+        m = _unquote(s, n, buf)
+        return PyUnicode_DecodeUTF8(<char*>buf, m, NULL)
+    finally:
+        if buf != stackbuf:
+            free(buf)
+
+
+cdef bint _unquoted_valid(const uint8_t* s, Py_ssize_t n) except -1:
+    cdef uint8_t stackbuf[512]
+    cdef uint8_t* buf = stackbuf
+    cdef Py_ssize_t m
+    cdef bint ok
+    if n > 512:
+        buf = <uint8_t*>malloc(n)
+        if buf == NULL:
+            raise MemoryError()
+    m = _unquote(s, n, buf)
+    ok = _utf8_valid(buf, m)
+    if buf != stackbuf:
+        free(buf)
+    return ok
+
+
+cdef Py_ssize_t _json_unescape(const uint8_t* s, Py_ssize_t n, uint8_t* out) noexcept nogil:
+    """Only the escapes the indexer accepted: \\" \\\\ \\/ \\b \\f \\n \\r \\t."""
+    cdef Py_ssize_t i = 0, o = 0
+    cdef uint8_t c
+    while i < n:
+        c = s[i]
+        if c == 0x5C and i + 1 < n:
+            c = s[i + 1]
+            i += 2
+            if c == 0x62:
+                c = 0x08
+            elif c == 0x66:
+                c = 0x0C
+            elif c == 0x6E:
+                c = 0x0A
+            elif c == 0x72:
+                c = 0x0D
+            elif c == 0x74:
+                c = 0x09
+            out[o] = c
+        else:
+            out[o] = c
+            i += 1
+        o += 1
+    return o
+
+
+cdef object _json_str(const uint8_t* s, Py_ssize_t n, bint esc):
+    cdef uint8_t stackbuf[512]
+    cdef uint8_t* buf = stackbuf
+    cdef Py_ssize_t m
+    if not esc:
+        return PyUnicode_DecodeUTF8(<const char*>s, n, NULL)
+    if n > 512:
+        buf = <uint8_t*>malloc(n)
+        if buf == NULL:
+            raise MemoryError()
+    try:
+        m = _json_unescape(s, n, buf)
+        return PyUnicode_DecodeUTF8(<char*>buf, m, NULL)
+    finally:
+        if buf != stackbuf:
+            free(buf)
+
+
+cdef Py_ssize_t _scan_jstring(const uint8_t* p, Py_ssize_t i, Py_ssize_t n, int32_t* flags) noexcept nogil:
+    """*i* is just after an opening quote; index of the closing quote, or -1 (use the fallback)."""
+    cdef const uint8_t* q = <const uint8_t*>memchr(p + i, 0x22, n - i)
+    cdef const uint8_t* bs
+    cdef Py_ssize_t k
+    cdef uint8_t e
+    if q == NULL:
+        return -1
+    bs = <const uint8_t*>memchr(p + i, 0x5C, (q - p) - i)
+    if bs == NULL:
+        return q - p
+    flags[0] |= F_JESC
+    k = bs - p
+    while k < n:
+        e = p[k]
+        if e == 0x22:
+            return k
+        if e == 0x5C:
+            if k + 1 >= n:
+                return -1
+            e = p[k + 1]
+            if (e == 0x22 or e == 0x5C or e == 0x2F or e == 0x62 or e == 0x66
+                    or e == 0x6E or e == 0x72 or e == 0x74):
+                k += 2
+                continue
+            return -1
+        k += 1
+    return -1
+
+
+# ------------------------------------------------------------------ lazy headers
+
+
+cdef class LazyHeaders:
+    """Header index over an event's bytes; same methods as ``_events.Headers``.
+
+    Values are decoded on access. Mapping view = first value per name; ``pairs()`` = all.
+    """
+
+    cdef bytes raw
+    cdef const uint8_t* base
+    cdef HEnt* ents
+    cdef Py_ssize_t n
+    cdef Py_ssize_t cap
+    cdef int kind  # 0 = url-encoded (plain), 1 = json
+
+    def __cinit__(self):
+        self.ents = NULL
+        self.n = 0
+        self.cap = 0
+
+    def __dealloc__(self):
+        if self.ents != NULL:
+            free(self.ents)
+
+    cdef int _push(self, Py_ssize_t ns, Py_ssize_t nl, Py_ssize_t vs, Py_ssize_t vl, int flags) except -1:
+        cdef HEnt* grown
+        cdef Py_ssize_t ncap
+        if self.n == self.cap:
+            ncap = self.cap * 2 if self.cap else 64
+            grown = <HEnt*>realloc(self.ents, ncap * sizeof(HEnt))
+            if grown == NULL:
+                raise MemoryError()
+            self.ents = grown
+            self.cap = ncap
+        self.ents[self.n].ns = <int32_t>ns
+        self.ents[self.n].nl = <int32_t>nl
+        self.ents[self.n].vs = <int32_t>vs
+        self.ents[self.n].vl = <int32_t>vl
+        self.ents[self.n].flags = flags
+        self.n += 1
+        return 0
+
+    cdef object _name(self, Py_ssize_t i):
+        cdef HEnt* e = &self.ents[i]
+        if self.kind == 0:
+            return PyUnicode_DecodeASCII(<const char*>self.base + e.ns, e.nl, NULL)
+        return PyUnicode_DecodeUTF8(<const char*>self.base + e.ns, e.nl, NULL)
+
+    cdef object _value(self, Py_ssize_t i):
+        cdef HEnt* e = &self.ents[i]
+        cdef const uint8_t* s = self.base + e.vs
+        if self.kind == 0:
+            if e.flags & F_UNDEF:
+                return ""
+            if e.flags & F_PCT:
+                return _unquote_str(s, e.vl)
+            return PyUnicode_DecodeUTF8(<const char*>s, e.vl, NULL)
+        if e.flags & F_JARR:
+            return self._json_array(s, e.vl)
+        return _json_str(s, e.vl, e.flags & F_JESC)
+
+    cdef object _json_array(self, const uint8_t* s, Py_ssize_t n):
+        cdef list items = []
+        cdef Py_ssize_t i = 0, j
+        cdef int32_t fl
+        while i < n:
+            if s[i] != 0x22:
+                i += 1
+                continue
+            fl = 0
+            j = _scan_jstring(s, i + 1, n, &fl)
+            items.append(_json_str(s + i + 1, j - i - 1, fl & F_JESC))
+            i = j + 1
+        return "ARRAY::" + "|:".join(items)
+
+    cdef Py_ssize_t _find(self, object name) except -2:
+        cdef Py_ssize_t size, i
+        cdef const char* s
+        cdef HEnt* e
+        if not isinstance(name, str):
+            return -1
+        s = PyUnicode_AsUTF8AndSize(name, &size)
+        for i in range(self.n):
+            e = &self.ents[i]
+            if e.nl == size and memcmp(self.base + e.ns, s, size) == 0:
+                return i
+        return -1
+
+    def get(self, name, default=None):
+        cdef Py_ssize_t i = self._find(name)
+        if i < 0:
+            return default
+        return self._value(i)
+
+    def __getitem__(self, name):
+        cdef Py_ssize_t i = self._find(name)
+        if i < 0:
+            raise KeyError(name)
+        return self._value(i)
+
+    def __contains__(self, name):
+        return self._find(name) >= 0
+
+    def get_all(self, name):
+        cdef Py_ssize_t size, i
+        cdef const char* s
+        cdef HEnt* e
+        cdef list out = []
+        if not isinstance(name, str):
+            return out
+        s = PyUnicode_AsUTF8AndSize(name, &size)
+        for i in range(self.n):
+            e = &self.ents[i]
+            if e.nl == size and memcmp(self.base + e.ns, s, size) == 0:
+                out.append(self._value(i))
+        return out
+
+    def get_array(self, name):
+        return _split_array(self.get(name))
+
+    def pairs(self):
+        """Every ``(name, value)`` in wire order, repeated names included."""
+        cdef Py_ssize_t i
+        return [(self._name(i), self._value(i)) for i in range(self.n)]
+
+    def _first(self):
+        cdef dict d = {}
+        cdef Py_ssize_t i
+        for i in range(self.n):
+            k = self._name(i)
+            if k not in d:
+                d[k] = self._value(i)
+        return d
+
+    def keys(self):
+        return list(self._first().keys())
+
+    def values(self):
+        return list(self._first().values())
+
+    def items(self):
+        return list(self._first().items())
+
+    def __iter__(self):
+        return iter(self._first())
+
+    def __len__(self):
+        return len(self._first())
+
+    def __eq__(self, other):
+        if hasattr(other, "pairs"):
+            return self.pairs() == other.pairs()
+        return NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"LazyHeaders({self.pairs()!r})"
+
+
+Mapping.register(LazyHeaders)
+
+
+cdef inline object _new_event(object headers, object body, str fmt):
+    ev = _Event.__new__(_Event)
+    ev.headers = headers
+    ev.body = body
+    ev.format = fmt
+    return ev
+
+
+cdef object _fast_plain(bytes body):
+    """Index a text/event-plain body. Mirrors ``_readers.decode_plain_event`` exactly."""
+    cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(body)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(body)
+    cdef Py_ssize_t end, pos, eol, ns, vs, vl, k, j, last
+    cdef const uint8_t* q
+    cdef const uint8_t* pc
+    cdef int flags
+    cdef bint high, need_check
+    cdef LazyHeaders h
+    # blank line that ends the header block
+    pos = 0
+    end = -1
+    while True:
+        q = <const uint8_t*>memchr(p + pos, 0x0A, n - pos)
+        if q == NULL or (q - p) + 1 >= n:
+            break
+        if q[1] == 0x0A:
+            end = q - p
+            break
+        pos = (q - p) + 1
+    if end < 0:
+        raise RemoteProtocolError("event-plain body has no terminating blank line")
+    h = LazyHeaders.__new__(LazyHeaders)
+    h.raw = body
+    h.base = p
+    h.kind = 0
+    high = _has_high(p, end)
+    pos = 0
+    if end > 0:
+        while pos <= end:
+            q = <const uint8_t*>memchr(p + pos, 0x0A, end - pos)
+            eol = (q - p) if q != NULL else end
+            ns = pos
+            k = pos
+            while k < eol and NAME_OK[p[k]]:
+                k += 1
+            if k == ns or k >= eol or p[k] != 0x3A:
+                raise RemoteProtocolError(f"malformed header line {body[ns:min(eol, ns + 80)]!r}")
+            vs = k + 1
+            if vs < eol and p[vs] == 0x20:
+                vs += 1
+            vl = eol - vs
+            flags = 0
+            if vl == 7 and memcmp(p + vs, b"_undef_", 7) == 0:
+                flags = F_UNDEF
+            else:
+                need_check = False
+                pc = <const uint8_t*>memchr(p + vs, 0x25, vl)
+                if pc != NULL:
+                    flags = F_PCT
+                    while pc != NULL:
+                        j = pc - p
+                        if j + 2 < eol and HEXV[p[j + 1]] >= 8 and HEXV[p[j + 2]] >= 0:
+                            need_check = True
+                            break
+                        pc = <const uint8_t*>memchr(p + j + 1, 0x25, eol - j - 1)
+                if high and not need_check:
+                    need_check = _has_high(p + vs, vl)
+                if need_check and not _unquoted_valid(p + vs, vl):
+                    raise RemoteProtocolError(f"header value is not valid UTF-8: {body[vs:vs + min(vl, 80)]!r}")
+            h._push(ns, k - ns, vs, vl, flags)
+            pos = eol + 1
+    pos = end + 2
+    ev_body = None
+    last = h.n - 1
+    if last >= 0 and h.ents[last].nl == 14 and memcmp(p + h.ents[last].ns, b"Content-Length", 14) == 0:
+        value = h._value(last)
+        h.n -= 1
+        k = _parse_length(value.encode("ascii", "replace"), n - pos)
+        if k != n - pos:
+            raise RemoteProtocolError("event-plain inner body length mismatch")
+        if _has_high(p + pos, k) and not _utf8_valid(p + pos, k):
+            raise RemoteProtocolError("event body is not valid UTF-8")
+        ev_body = PyUnicode_DecodeUTF8(<const char*>p + pos, k, NULL)
+    elif pos < n:
+        raise RemoteProtocolError("trailing bytes after an event-plain header block")
+    return _new_event(h, ev_body, "plain")
+
+
+cdef object _fast_json(bytes body):
+    """Index a text/event-json body; anything not FreeSWITCH-shaped goes to the reference."""
+    cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(body)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(body)
+    cdef Py_ssize_t i, ks, ke, vs, ve
+    cdef int32_t flags
+    cdef LazyHeaders h
+    ev_body = None
+    if n < 2 or p[0] != 0x7B:
+        return _py_json(body)
+    if _has_ctrl_or_high(p, n) and (_has_ctrl(p, n) or not _utf8_valid(p, n)):
+        # control characters (whitespace, or invalid inside strings) or invalid UTF-8:
+        # the reference decides and raises; FreeSWITCH's cJSON output never has them
+        return _py_json(body)
+    h = LazyHeaders.__new__(LazyHeaders)
+    h.raw = body
+    h.base = p
+    h.kind = 1
+    i = 1
+    if p[i] == 0x7D:
+        i += 1
+    else:
+        while True:
+            if i >= n or p[i] != 0x22:
+                return _py_json(body)
+            ks = i + 1
+            flags = 0
+            ke = _scan_jstring(p, ks, n, &flags)
+            if ke < 0 or flags:
+                return _py_json(body)
+            i = ke + 1
+            if i >= n or p[i] != 0x3A:
+                return _py_json(body)
+            i += 1
+            if i >= n:
+                return _py_json(body)
+            if p[i] == 0x22:
+                vs = i + 1
+                ve = _scan_jstring(p, vs, n, &flags)
+                if ve < 0:
+                    return _py_json(body)
+                i = ve + 1
+            elif p[i] == 0x5B:
+                flags = F_JARR
+                vs = i + 1
+                i = vs
+                if i < n and p[i] == 0x5D:
+                    ve = i
+                else:
+                    while True:
+                        if i >= n or p[i] != 0x22:
+                            return _py_json(body)
+                        ve = _scan_jstring(p, i + 1, n, &flags)
+                        if ve < 0:
+                            return _py_json(body)
+                        i = ve + 1
+                        if i < n and p[i] == 0x2C:
+                            i += 1
+                            continue
+                        if i < n and p[i] == 0x5D:
+                            ve = i
+                            break
+                        return _py_json(body)
+                i = ve + 1
+            else:
+                return _py_json(body)
+            if ke - ks == 5 and memcmp(p + ks, b"_body", 5) == 0:
+                if flags & F_JARR:
+                    return _py_json(body)
+                ev_body = _json_str(p + vs, ve - vs, flags & F_JESC)
+                if h.n > 0 and h.ents[h.n - 1].nl == 14 and memcmp(p + h.ents[h.n - 1].ns, b"Content-Length", 14) == 0:
+                    h.n -= 1
+            else:
+                h._push(ks, ke - ks, vs, ve - vs, flags)
+            if i < n and p[i] == 0x2C:
+                i += 1
+                continue
+            if i < n and p[i] == 0x7D:
+                i += 1
+                break
+            return _py_json(body)
+    if i != n:
+        return _py_json(body)
+    return _new_event(h, ev_body, "json")
+
+
+def decode_plain_event(body):
+    """Cython twin of ``_readers.decode_plain_event``."""
+    return _fast_plain(bytes(body))
+
+
+def decode_json_event(body):
+    """Cython twin of ``_readers.decode_json_event``."""
+    return _fast_json(bytes(body))
+
+
+# ------------------------------------------------------------------ framing
+
+DEF CT_OTHER = 0
+DEF CT_PLAIN = 1
+DEF CT_JSON = 2
+
+
+cdef class MessageReader:
+    """Client-role reader (Cython); same contract as ``_readers.MessageReader``."""
+
+    cdef uint8_t* buf
+    cdef Py_ssize_t cap, start, stop, scan
+    cdef readonly Py_ssize_t max_header_size, max_body_size
+    cdef bint eof
+    cdef object error
+    cdef bint pending
+    cdef Py_ssize_t pend_len
+    cdef int pend_ct
+    cdef bytes pend_hdr
+
+    def __cinit__(self, Py_ssize_t max_header_size=_readers.DEFAULT_MAX_HEADER_SIZE,
+                  Py_ssize_t max_body_size=_readers.DEFAULT_MAX_BODY_SIZE):
+        self.buf = NULL
+        self.cap = self.start = self.stop = self.scan = 0
+        self.max_header_size = max_header_size
+        self.max_body_size = max_body_size
+        self.eof = False
+        self.error = None
+        self.pending = False
+
+    def __dealloc__(self):
+        if self.buf != NULL:
+            free(self.buf)
+
+    @property
+    def at_eof(self):
+        return self.eof and self.start >= self.stop
+
+    @property
+    def buffered(self):
+        return self.stop - self.start
+
+    def feed(self, data):
+        cdef const unsigned char[:] mv
+        cdef Py_ssize_t n, need, ncap
+        cdef uint8_t* grown
+        if not data:
+            self.eof = True
+            return
+        mv = data
+        n = mv.shape[0]
+        if self.start > 0 and (self.start >= self.stop or self.start >= (self.cap >> 1)):
+            memmove(self.buf, self.buf + self.start, self.stop - self.start)
+            self.stop -= self.start
+            self.scan -= self.start
+            if self.scan < 0:
+                self.scan = 0
+            self.start = 0
+        need = self.stop + n
+        if need > self.cap:
+            ncap = self.cap * 2 if self.cap else 65536
+            while ncap < need:
+                ncap *= 2
+            grown = <uint8_t*>realloc(self.buf, ncap)
+            if grown == NULL:
+                raise MemoryError()
+            self.buf = grown
+            self.cap = ncap
+        memcpy(self.buf + self.stop, &mv[0], n)
+        self.stop += n
+
+    def next_message(self):
+        if self.error is not None:
+            raise self.error
+        try:
+            return self._next()
+        except RemoteProtocolError as exc:
+            self.error = exc
+            raise
+
+    cdef object _next(self):
+        cdef uint8_t* b = self.buf
+        cdef Py_ssize_t start, end, pos, eol, k, vs, length, s
+        cdef const uint8_t* q
+        cdef int ct
+        cdef bint seen_cl, seen_ct
+        if not self.pending:
+            while self.start < self.stop and b[self.start] == 0x0A:
+                self.start += 1
+            start = self.start
+            s = self.scan if self.scan > start else start
+            end = -1
+            while s < self.stop:
+                q = <const uint8_t*>memchr(b + s, 0x0A, self.stop - s)
+                if q == NULL or (q - b) + 1 >= self.stop:
+                    break
+                if q[1] == 0x0A:
+                    end = q - b
+                    break
+                s = (q - b) + 1
+            if end < 0:
+                if self.stop - start > self.max_header_size:
+                    raise RemoteProtocolError("header block exceeds the size limit")
+                self.scan = self.stop - 1 if self.stop - 1 > start else start
+                if self.eof and self.stop > start:
+                    raise RemoteProtocolError("stream ended inside a header block")
+                return None
+            if end - start > self.max_header_size:
+                raise RemoteProtocolError("header block exceeds the size limit")
+            # outer header lines: validate, find Content-Length and Content-Type
+            length = -1
+            ct = CT_OTHER
+            seen_cl = seen_ct = False
+            pos = start
+            while pos <= end:
+                q = <const uint8_t*>memchr(b + pos, 0x0A, end - pos)
+                eol = (q - b) if q != NULL else end
+                k = pos
+                while k < eol and NAME_OK[b[k]]:
+                    k += 1
+                if k == pos or k >= eol or b[k] != 0x3A:
+                    raise RemoteProtocolError(
+                        f"malformed header line {PyBytes_FromStringAndSize(<char*>b + pos, min(eol - pos, 80))!r}")
+                vs = k + 1
+                if vs < eol and b[vs] == 0x20:
+                    vs += 1
+                if not seen_cl and k - pos == 14 and memcmp(b + pos, b"Content-Length", 14) == 0:
+                    seen_cl = True
+                    length = _parse_length(PyBytes_FromStringAndSize(<char*>b + vs, eol - vs), self.max_body_size)
+                elif not seen_ct and k - pos == 12 and memcmp(b + pos, b"Content-Type", 12) == 0:
+                    seen_ct = True
+                    if eol - vs == 16 and memcmp(b + vs, b"text/event-plain", 16) == 0:
+                        ct = CT_PLAIN
+                    elif eol - vs == 15 and memcmp(b + vs, b"text/event-json", 15) == 0:
+                        ct = CT_JSON
+                pos = eol + 1
+            if _has_high(b + start, end - start) and not _utf8_valid(b + start, end - start):
+                raise RemoteProtocolError("header value is not valid UTF-8")
+            self.pend_hdr = None if ct != CT_OTHER else PyBytes_FromStringAndSize(<char*>b + start, end - start)
+            self.start = end + 2
+            self.scan = self.start
+            if length < 0:
+                return self._finish(ct, self.pend_hdr, None)
+            self.pending = True
+            self.pend_len = length
+            self.pend_ct = ct
+        if self.stop - self.start < self.pend_len:
+            if self.eof:
+                raise RemoteProtocolError("stream ended inside a frame body")
+            return None
+        body = PyBytes_FromStringAndSize(<char*>self.buf + self.start, self.pend_len)
+        self.start += self.pend_len
+        self.scan = self.start
+        self.pending = False
+        return self._finish(self.pend_ct, self.pend_hdr, body)
+
+    cdef object _finish(self, int ct, bytes hdr, object body):
+        if body is not None:
+            if ct == CT_PLAIN:
+                return _fast_plain(body)
+            if ct == CT_JSON:
+                return _fast_json(body)
+        if hdr is None:  # an event frame without a body: let the reference raise
+            hdr = b"Content-Type: " + (b"text/event-plain" if ct == CT_PLAIN else b"text/event-json")
+        pairs = [_split_line(line) for line in hdr.split(b"\n")]
+        return _decode_frame(pairs, body)
