@@ -131,8 +131,10 @@ def _epoch(now: int, span: int):
 
 @st.composite
 def agent_rows(draw, name: str, now: int) -> dict:
+    """Half the agents are free (offerable unless tiers/rules say otherwise), half anything."""
+    free = draw(st.booleans())
     bridge_end = draw(_epoch(now, 40))
-    return agent_row(
+    row = agent_row(
         name,
         instance_id=draw(st.sampled_from((S.SINGLE_BOX,) * 8 + ("SINGLE_BOX", "box2"))),
         type=draw(st.sampled_from((S.TYPE_CALLBACK, S.TYPE_CALLBACK, S.TYPE_UUID_STANDBY, "callback"))),
@@ -153,6 +155,17 @@ def agent_rows(draw, name: str, now: int) -> dict:
         ready_time=draw(st.one_of(st.just(0), st.integers(now - 5, now + 5))),
         external_calls_count=draw(st.sampled_from((0, 0, 0, 0, 1, -1))),
     )
+    if free:
+        row.update(
+            instance_id=S.SINGLE_BOX,
+            status=draw(st.sampled_from((S.STATUS_AVAILABLE, S.STATUS_AVAILABLE, S.STATUS_AVAILABLE_ON_DEMAND))),
+            state=S.STATE_WAITING,
+            ready_time=min(row["ready_time"], now),
+            external_calls_count=0,
+        )
+        if row["last_bridge_end"] >= now - row["wrap_up_time"]:
+            row["last_bridge_end"] = row["last_bridge_start"] = now - row["wrap_up_time"] - draw(st.integers(1, 20))
+    return row
 
 
 @st.composite
@@ -191,7 +204,8 @@ def states(draw, max_agents: int = 8, max_members: int = 8) -> State:
     pairs = [(q, a) for q in qnames for a in anames]
     chosen = draw(st.lists(st.sampled_from(pairs), max_size=len(pairs), unique=True)) if pairs else []
     tiers = [
-        tier_row(q, a, level=draw(st.integers(0, 3)), position=draw(st.integers(0, 4)), state=draw(TIER_STATES))
+        tier_row(q, a, level=draw(st.integers(0, 3)), position=draw(st.integers(0, 4)),
+                 state=draw(st.one_of(st.just(S.TIER_READY), TIER_STATES)))
         for q, a in chosen
     ]
     n_members = draw(st.integers(0, max_members))
