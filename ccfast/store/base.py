@@ -1,0 +1,166 @@
+"""Engine-neutral parts of the store: errors, the coalesced row change, and the batch SQL.
+
+A journal entry from the core is ``(table, op, key, cols)`` with op ``insert``/``update``/
+``delete`` (docs/core-contract.md). The writer coalesces entries per ``(table, key)`` into one
+:class:`Change` whose ``kind`` is:
+
+* ``PUT``    — the row with this key is now exactly ``cols`` (key columns filled from the key,
+  absent columns take their defaults). Written as INSERT, preceded by a DELETE of the key when the
+  row may already exist (``had_row``) or when the batch is a replay (a commit whose outcome was
+  unknown), so every change is idempotent and replays never duplicate rows.
+* ``UPDATE`` — set these columns on the row(s) with this key.
+* ``DELETE`` — delete the row(s) with this key.
+
+Inside one batch every ``(table, key)`` appears at most once, so the statements of a batch can be
+grouped by shape (all deletes, then inserts, then updates) without changing the result; a batch is
+one transaction.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Callable, Iterable
+
+from .schema import COLUMN_NAMES, INT_COLUMNS, KEY_COLUMNS, quote
+
+PUT = "put"
+UPDATE = "update"
+DELETE = "delete"
+
+OP_INSERT = "insert"
+OP_UPDATE = "update"
+OP_DELETE = "delete"
+OPS = (OP_INSERT, OP_UPDATE, OP_DELETE)
+
+Rows = dict[str, list[dict[str, Any]]]
+
+
+class StoreError(Exception):
+    """Base class of store errors."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or the connection broke; the operation may be retried."""
+
+
+class SchemaMissing(StoreUnavailable):
+    """A table or column ccfast writes is missing (dropped behind its back): recreate, resync."""
+
+
+class DataRejected(StoreError):
+    """The database refused the data of an operation (retrying the same data will fail again)."""
+
+
+class Change:
+    """One coalesced row change (see module docstring)."""
+
+    __slots__ = ("table", "key", "kind", "cols", "had_row")
+
+    def __init__(self, table: str, key: tuple, kind: str, cols: dict, had_row: bool) -> None:
+        self.table = table
+        self.key = key
+        self.kind = kind
+        self.cols = cols
+        self.had_row = had_row
+
+    def __repr__(self) -> str:
+        return f"Change({self.table}, {self.key!r}, {self.kind}, {self.cols!r}, had_row={self.had_row})"
+
+
+def _coerce(table: str) -> Callable[[str, Any], Any]:
+    ints = INT_COLUMNS[table]
+
+    def conv(col: str, value: Any) -> Any:
+        if value is None:
+            return None
+        if col in ints:
+            return value if type(value) is int else int(value)
+        return value if type(value) is str else str(value)
+
+    return conv
+
+
+_CONV = {t: _coerce(t) for t in COLUMN_NAMES}
+
+
+def row_values(table: str, cols: Iterable[str], row: dict) -> tuple:
+    conv = _CONV[table]
+    return tuple(conv(c, row[c]) for c in cols)
+
+
+@lru_cache(maxsize=512)
+def _sql(kind: str, table: str, cols: tuple[str, ...], dollar: bool) -> str:
+    def ph(i: int) -> str:
+        return f"${i}" if dollar else "?"
+
+    keys = KEY_COLUMNS[table]
+    t = quote(table)
+    if kind == DELETE:
+        where = " AND ".join(f"{quote(k)} = {ph(i + 1)}" for i, k in enumerate(keys))
+        return f"DELETE FROM {t} WHERE {where}"
+    if kind == PUT:
+        return (
+            f"INSERT INTO {t} ({', '.join(map(quote, cols))}) "
+            f"VALUES ({', '.join(ph(i + 1) for i in range(len(cols)))})"
+        )
+    sets = ", ".join(f"{quote(c)} = {ph(i + 1)}" for i, c in enumerate(cols))
+    where = " AND ".join(f"{quote(k)} = {ph(len(cols) + i + 1)}" for i, k in enumerate(keys))
+    return f"UPDATE {t} SET {sets} WHERE {where}"
+
+
+def batch_statements(changes: Iterable[Change], dollar: bool, replay: bool) -> list[tuple[str, list[tuple]]]:
+    """Group a batch into ``(sql, [args, …])`` executemany calls: deletes, inserts, updates."""
+    deletes: dict[str, list[tuple]] = {}
+    inserts: dict[tuple[str, tuple[str, ...]], list[tuple]] = {}
+    updates: dict[tuple[str, tuple[str, ...]], list[tuple]] = {}
+    for ch in changes:
+        table, key = ch.table, ch.key
+        keys = KEY_COLUMNS[table]
+        if ch.kind == DELETE or (ch.kind == PUT and (ch.had_row or replay)):
+            deletes.setdefault(table, []).append(row_values(table, keys, dict(zip(keys, key))))
+        if ch.kind == PUT:
+            row = dict(ch.cols)
+            for k, v in zip(keys, key):
+                row.setdefault(k, v)
+            cols = tuple(c for c in COLUMN_NAMES[table] if c in row)
+            inserts.setdefault((table, cols), []).append(row_values(table, cols, row))
+        elif ch.kind == UPDATE:
+            cols = tuple(c for c in COLUMN_NAMES[table] if c in ch.cols and c not in keys)
+            if not cols:
+                continue
+            args = row_values(table, cols, ch.cols) + row_values(table, keys, dict(zip(keys, key)))
+            updates.setdefault((table, cols), []).append(args)
+    out: list[tuple[str, list[tuple]]] = []
+    for table, args in deletes.items():
+        out.append((_sql(DELETE, table, (), dollar), args))
+    for (table, cols), args in inserts.items():
+        out.append((_sql(PUT, table, cols, dollar), args))
+    for (table, cols), args in updates.items():
+        out.append((_sql(UPDATE, table, cols, dollar), args))
+    return out
+
+
+def snapshot_statements(rows: Rows, dollar: bool) -> list[tuple[str, list[tuple] | None]]:
+    """Replace the three tables' content with ``rows`` (deletes first, then inserts in row order).
+
+    Statements are ``(sql, [args, …])`` for executemany, or ``(sql, None)``: run once, no params.
+    """
+    out: list[tuple[str, list[tuple] | None]] = []
+    for table in COLUMN_NAMES:
+        out.append((f"DELETE FROM {quote(table)}", None))
+    for table, table_rows in rows.items():
+        if table not in COLUMN_NAMES:
+            raise ValueError(f"snapshot: unknown table {table!r}")
+        groups: list[tuple[tuple[str, ...], list[tuple]]] = []
+        for row in table_rows:
+            cols = tuple(c for c in COLUMN_NAMES[table] if c in row)
+            if not groups or groups[-1][0] != cols:  # keep row order: consecutive runs of one shape
+                groups.append((cols, []))
+            groups[-1][1].append(row_values(table, cols, row))
+        for cols, args in groups:
+            out.append((_sql(PUT, table, cols, dollar), args))
+    return out
+
+
+def select_sql(table: str) -> str:
+    return f"SELECT {', '.join(map(quote, COLUMN_NAMES[table]))} FROM {quote(table)}"
