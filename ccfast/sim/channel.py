@@ -1,0 +1,220 @@
+"""The simulated channel: state, caller profile, variables, and its event header blocks.
+
+Header names and order follow the captures in ``shared/fixtures/freeswitch-esl``: the channel
+block (``Channel-State`` … ``Answer-State``, ``Hangup-Cause`` when hung up, codecs), the caller
+profile (``Caller-*``), the other leg (``Other-Type``, ``Other-Leg-*``) while bridged, then every
+channel variable as ``variable_<name>`` in the order it was first set.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from .events import Block
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .apps import RunningApp
+
+STATE_NUMBERS = {
+    "CS_NEW": 0, "CS_INIT": 1, "CS_ROUTING": 2, "CS_SOFT_EXECUTE": 3, "CS_EXECUTE": 4,
+    "CS_EXCHANGE_MEDIA": 5, "CS_PARK": 6, "CS_CONSUME_MEDIA": 7, "CS_HIBERNATE": 8,
+    "CS_RESET": 9, "CS_HANGUP": 10, "CS_REPORTING": 11, "CS_DESTROY": 12,
+}
+
+Q850 = {
+    "NORMAL_CLEARING": 16, "USER_BUSY": 17, "NO_USER_RESPONSE": 18, "NO_ANSWER": 19,
+    "CALL_REJECTED": 21, "DESTINATION_OUT_OF_ORDER": 27, "NORMAL_UNSPECIFIED": 31,
+    "NORMAL_CIRCUIT_CONGESTION": 34, "ORIGINATOR_CANCEL": 487, "LOSE_RACE": 502,
+    "USER_NOT_REGISTERED": 606, "ALLOTTED_TIMEOUT": 602, "NO_ROUTE_DESTINATION": 3,
+    "SUBSCRIBER_ABSENT": 20, "MANAGER_REQUEST": 503,
+}
+
+_CODECS = [
+    ("Channel-Read-Codec-Name", "L16"), ("Channel-Read-Codec-Rate", "8000"),
+    ("Channel-Read-Codec-Bit-Rate", "128000"), ("Channel-Write-Codec-Name", "L16"),
+    ("Channel-Write-Codec-Rate", "8000"), ("Channel-Write-Codec-Bit-Rate", "128000"),
+]
+
+
+def now_us() -> int:
+    return int(time.time() * 1_000_000)
+
+
+class Channel:
+    """One simulated call leg. Mutate through the methods so cached blocks are invalidated."""
+
+    def __init__(self, uuid: str, name: str, *, direction: str, destination: str,
+                 context: str, cid_name: str, cid_number: str, source: str,
+                 session_id: int, hit_dialplan: bool, callee_name: str = "Outbound Call",
+                 callee_number: str = ""):
+        self.uuid = uuid
+        self.name = name
+        self.direction = direction
+        self.state = "CS_INIT"
+        self.state_number = 2
+        self.call_state = "DOWN"
+        self.answer_state = "ringing"
+        self.hit_dialplan = hit_dialplan
+        self.call_uuid = uuid
+        self.hangup_cause: str | None = None
+        self.profile: dict[str, Any] = {
+            "Direction": direction, "Logical-Direction": direction, "Dialplan": "xml",
+            "Caller-ID-Name": cid_name, "Caller-ID-Number": cid_number,
+            "Orig-Caller-ID-Name": cid_name, "Orig-Caller-ID-Number": cid_number,
+            "Callee-ID-Name": callee_name, "Callee-ID-Number": callee_number or context,
+            "ANI": cid_number, "Destination-Number": destination, "Unique-ID": uuid,
+            "Source": source, "Context": context, "Channel-Name": name,
+        }
+        t = now_us()
+        self.created_us = t
+        self.answered_us = 0
+        self.progress_us = 0
+        self.progress_media_us = 0
+        self.hangup_us = 0
+        self.bridged_us = 0
+        self.vars: dict[str, str] = {}
+        self.other: Channel | None = None       # the other leg shown in Other-Leg-* headers
+        self.bridged: Channel | None = None     # the live bridge peer
+        self.bridge_a = False                   # this channel was the first uuid_bridge arg
+        self.socket_gone = False                # outbound socket closed while an app ran
+        self.caller_spec: Any = None
+        self.other_type = ""                    # originator / originatee
+        self.loopback_peer: Channel | None = None
+        self.session_id = session_id
+        # application engine (see apps.py)
+        self.app_stack: list[RunningApp] = []
+        self.msg_queue: list = []
+        self.in_socket = False      # the socket app is the current dialplan application
+        self.parked = False
+        self.socket = None          # the sim-side outbound socket session, if any
+        self.listeners: list = []   # myevents listeners bound to this channel
+        self.role = "plain"         # member / caller / agent / agent_b / plain
+        self.record: Any = None     # the CallRecord / LegRecord this channel reports to
+        self.profile_obj: Any = None
+        self.timers: list = []
+        self.gone = False
+        self._profile_block: Block | None = None
+        self._vars_block: Block | None = None
+        self._other_block: Block | None = None
+
+    # -- mutation ---------------------------------------------------------------------------
+    def set_var(self, name: str, value: str | None) -> None:
+        if value is None or value == "":
+            if name in self.vars:
+                del self.vars[name]
+                self._vars_block = None
+            return
+        self.vars[name] = value
+        self._vars_block = None
+
+    def set_vars(self, pairs) -> None:
+        for k, v in pairs:
+            self.vars[k] = v
+        self._vars_block = None
+
+    def touch_profile(self) -> None:
+        self._profile_block = None
+        if self.other is not None:
+            self.other._other_block = None
+
+    def set_state(self, state: str, number: int | None = None) -> None:
+        self.state = state
+        self.state_number = STATE_NUMBERS[state] if number is None else number
+
+    # -- header blocks ----------------------------------------------------------------------
+    def state_items(self) -> list[tuple[str, str]]:
+        items = [
+            ("Channel-State", self.state), ("Channel-Call-State", self.call_state),
+            ("Channel-State-Number", str(self.state_number)), ("Channel-Name", self.name),
+            ("Unique-ID", self.uuid), ("Call-Direction", self.direction),
+            ("Presence-Call-Direction", self.direction),
+            ("Channel-HIT-Dialplan", "true" if self.hit_dialplan else "false"),
+            ("Channel-Call-UUID", self.call_uuid), ("Answer-State", self.answer_state),
+        ]
+        if self.hangup_cause:
+            items.append(("Hangup-Cause", self.hangup_cause))
+        items += _CODECS
+        return items
+
+    def _profile_items(self, prefix: str, other: bool = False) -> list[tuple[str, str]]:
+        p = self.profile
+        items = [(prefix + k, p[k]) for k in (
+            "Direction", "Logical-Direction", "Dialplan", "Caller-ID-Name", "Caller-ID-Number",
+            "Orig-Caller-ID-Name", "Orig-Caller-ID-Number", "Callee-ID-Name",
+            "Callee-ID-Number", "ANI", "Destination-Number", "Unique-ID", "Source", "Context",
+            "Channel-Name")]
+        if not other:
+            items.append((prefix + "Profile-Index", "1"))
+        c = str(self.created_us)
+        items += [
+            (prefix + "Profile-Created-Time", c), (prefix + "Channel-Created-Time", c),
+            (prefix + "Channel-Answered-Time", str(self.answered_us)),
+            (prefix + "Channel-Progress-Time", str(self.progress_us)),
+            (prefix + "Channel-Progress-Media-Time", str(self.progress_media_us)),
+            (prefix + "Channel-Hangup-Time", str(self.hangup_us)),
+            (prefix + "Channel-Transfer-Time", "0"), (prefix + "Channel-Resurrect-Time", "0"),
+            (prefix + "Channel-Bridged-Time", str(self.bridged_us)),
+            (prefix + "Channel-Last-Hold", "0"), (prefix + "Channel-Hold-Accum", "0"),
+            (prefix + "Screen-Bit", "true"), (prefix + "Privacy-Hide-Name", "false"),
+            (prefix + "Privacy-Hide-Number", "false"),
+        ]
+        return items
+
+    def profile_block(self) -> Block:
+        b = self._profile_block
+        if b is None:
+            b = self._profile_block = Block(self._profile_items("Caller-"))
+        return b
+
+    def other_block(self) -> Block | None:
+        o = self.other
+        if o is None:
+            return None
+        b = self._other_block
+        if b is None:
+            b = self._other_block = Block(
+                [("Other-Type", self.other_type)] + o._profile_items("Other-Leg-", other=True))
+        return b
+
+    def vars_block(self) -> Block:
+        b = self._vars_block
+        if b is None:
+            b = self._vars_block = Block([("variable_" + k, v) for k, v in self.vars.items()])
+        return b
+
+    def snapshot_blocks(self, *, with_vars: bool = True) -> list[Block]:
+        """The channel part of an event: state, profile, other leg, variables."""
+        blocks = [Block(self.state_items()), self.profile_block()]
+        ob = self.other_block()
+        if ob is not None:
+            blocks.append(ob)
+        if with_vars:
+            blocks.append(self.vars_block())
+        return blocks
+
+    def data_profile_block(self) -> Block:
+        """The ``Channel-*`` copy of the caller profile that CHANNEL_DATA starts with."""
+        return Block(self._profile_items("Channel-"))
+
+    # -- queries ----------------------------------------------------------------------------
+    @property
+    def answered(self) -> bool:
+        return self.answered_us != 0
+
+    @property
+    def alive(self) -> bool:
+        return not self.gone and self.hangup_cause is None
+
+    def header_value(self, name: str) -> str | None:
+        """Value of an event header of this channel's snapshot (for ``eval uuid:``)."""
+        if name.startswith("variable_"):
+            return self.vars.get(name[9:])
+        for blk in self.snapshot_blocks(with_vars=False):
+            for k, v in blk.items:
+                if k == name:
+                    return v
+        return None
+
+    def current_app(self):
+        return self.app_stack[-1] if self.app_stack else None

@@ -1,0 +1,189 @@
+"""The :class:`Simulator`: listener for inbound ESL, dialer for simulated callers, generator.
+
+Embedded use::
+
+    async with open_simulator(password="ClueCon", timings=Timings.fast()) as sim:
+        port = sim.port                       # inbound ESL port (0 → chosen by the OS)
+        sim.dial_to = ("127.0.0.1", 8040)     # where callers' `socket` app connects
+        rec = sim.spawn_caller(CallerSpec(queue="support@default", patience=5))
+        await rec.done.wait()
+
+or ``port = await nursery.start(sim.serve)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Callable
+
+import trio
+
+from .profiles import AgentProfile, ProfileTable
+from .records import CallRecord
+from .server import EslConnection, Faults, acl_allows
+from .switch import CallerSpec, Switch, Timings
+from ccfast import esl
+
+log = logging.getLogger("ccfast.sim")
+
+
+class Simulator:
+    """A simulated FreeSWITCH box speaking the Event Socket protocol."""
+
+    def __init__(self, *, password: str = "ClueCon", host: str = "127.0.0.1", port: int = 0,
+                 timings: Timings | None = None, profiles: ProfileTable | dict | None = None,
+                 default_profile: AgentProfile | None = None, seed: int | None = None,
+                 dial_to: tuple[str, int] | None = None, acl: list[str] | None = None,
+                 users: dict[str, str] | None = None, max_lag: int = 500,
+                 history: bool = False, park_delay: float | None = None,
+                 hostname: str = "sim"):
+        if isinstance(profiles, dict):
+            profiles = ProfileTable(profiles, default_profile)
+        elif profiles is None:
+            profiles = ProfileTable(default=default_profile)
+        self.password = password
+        self.host = host
+        self.requested_port = port
+        self.port: int | None = None
+        self.switch = Switch(timings=timings, profiles=profiles, seed=seed, hostname=hostname,
+                             history=history)
+        self.dial_to = dial_to
+        self.acl = acl
+        self.users = dict(users or {})
+        self.max_lag = max_lag
+        self.park_delay = (self.switch.t.tick / 2) if park_delay is None else park_delay
+        self.connections: list[EslConnection] = []
+        self.faults = Faults()          # defaults copied into each new connection
+        self.refuse_connections = False
+        self.stats = {"listeners_dropped": 0, "inbound_connections": 0, "socket_connections": 0}
+        self._nursery: trio.Nursery | None = None
+        self._seq = itertools.count(1)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def serve(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Run the simulator; ``task_status.started(port)`` once the inbound port listens."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            sw = self.switch
+            sw.spawn = nursery.start_soon
+            sw.dialer = self._dial
+            nursery.start_soon(sw.sched.run)
+            listeners = await trio.open_tcp_listeners(self.requested_port, host=self.host)
+            self.port = listeners[0].socket.getsockname()[1]
+            nursery.start_soon(trio.serve_listeners, self._handle_inbound, listeners)
+            task_status.started(self.port)
+
+    async def _handle_inbound(self, stream: trio.SocketStream) -> None:
+        try:
+            peer = stream.socket.getpeername()
+        except OSError:
+            return
+        if self.refuse_connections:
+            await trio.aclose_forcefully(stream)
+            return
+        if not acl_allows(self.acl, peer[0]):
+            try:
+                await stream.send_all(esl.write_rude_rejection())
+            finally:
+                await trio.aclose_forcefully(stream)
+            return
+        self.stats["inbound_connections"] += 1
+        conn = EslConnection(self, stream, peer=f"{peer[0]}:{peer[1]}")
+        self.connections.append(conn)
+        await conn.run()
+
+    # -- callers ---------------------------------------------------------------------------
+    def spawn_caller(self, spec: CallerSpec | None = None) -> CallRecord:
+        """Start one caller now; it dials ``dial_to`` like the ``socket`` dialplan app."""
+        return self.switch.spawn_caller(spec or CallerSpec())
+
+    def _dial(self, ch, spec: CallerSpec) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(self._run_socket, ch, spec)
+
+    async def _run_socket(self, ch, spec: CallerSpec) -> None:
+        sw = self.switch
+        rec: CallRecord = ch.record
+        target = self.dial_to
+        stream = None
+        if target is not None:
+            try:
+                stream = await trio.open_tcp_stream(target[0], target[1])
+            except OSError:
+                stream = None
+        if not ch.alive:
+            if stream is not None:
+                await trio.aclose_forcefully(stream)
+            return
+        if stream is None:
+            # nothing listens: the socket app returns at once, the dialplan goes on
+            rec.socket_failed = True
+            sw.later(0.0, sw._continue_if_alive, ch)
+            return
+        self.stats["socket_connections"] += 1
+        rec.connected_at = trio.current_time()
+        mode, _, ctl = spec.socket_arg.partition(" ")
+        data = f"{target[0]}:{target[1]} {spec.socket_arg}"
+        ch.set_vars([("current_application_data", data), ("current_application", "socket"),
+                     ("socket_host", target[0])])
+        ch.vars["socket_data"] = data
+        ch.in_socket = True
+        conn = EslConnection(self, stream, channel=ch,
+                             socket_mode="async" if mode == "async" else "static",
+                             control="full" if "full" in spec.socket_arg else "single-channel",
+                             peer=f"socket:{ch.uuid}")
+        ch.socket = conn
+        self.connections.append(conn)
+        await conn.run()
+
+    async def run_callers(self, cps: float, *, total: int | None = None,
+                          duration: float | None = None,
+                          make_spec: Callable[[int], CallerSpec] | None = None,
+                          batch_interval: float = 0.01) -> list[CallRecord]:
+        """Spawn callers at ``cps`` per second (batched every ``batch_interval`` s) until
+        ``total`` callers or ``duration`` seconds. Returns their records."""
+        if cps <= 0:
+            raise ValueError("cps must be > 0")
+        make_spec = make_spec or (lambda i: CallerSpec())
+        out: list[CallRecord] = []
+        start = trio.current_time()
+        n = 0
+        while True:
+            now = trio.current_time()
+            if duration is not None and now - start >= duration:
+                break
+            due = int((now - start) * cps) + 1
+            while n < due and (total is None or n < total):
+                out.append(self.spawn_caller(make_spec(n)))
+                n += 1
+            if total is not None and n >= total:
+                break
+            await trio.sleep_until(max(now + batch_interval, start + n / cps))
+        return out
+
+    # -- fault injection -------------------------------------------------------------------
+    def drop_connections(self, *, inbound: bool = True, outbound: bool = False) -> int:
+        """Abort matching TCP connections at once; returns how many."""
+        n = 0
+        for c in list(self.connections):
+            if (c.outbound and outbound) or (not c.outbound and inbound):
+                c.abort()
+                n += 1
+        return n
+
+    def inbound_connections(self) -> list[EslConnection]:
+        return [c for c in self.connections if not c.outbound]
+
+
+@asynccontextmanager
+async def open_simulator(**kwargs) -> AsyncIterator[Simulator]:
+    """Run a :class:`Simulator` for the duration of the block (inbound port in ``sim.port``)."""
+    sim = Simulator(**kwargs)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sim.serve)
+        try:
+            yield sim
+        finally:
+            nursery.cancel_scope.cancel()

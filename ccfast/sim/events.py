@@ -1,0 +1,149 @@
+"""Simulated FreeSWITCH events and their wire encodings.
+
+An event is a list of *blocks* (lists of ``(name, raw value)`` pairs) plus an optional body.
+Blocks that describe a channel (caller profile, variables) are cached on the channel and shared
+between events, so their URL-encoded plain form and their JSON fragment are computed once per
+change instead of once per event and subscriber. Values are URL-encoded with the protocol layer's
+``url_encode`` (FreeSWITCH's ``switch_url_encode`` rules); a fast path skips values made only of
+characters that never need escaping.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+from ccfast.esl._urlcodec import url_encode
+
+_SAFE = re.compile(r"[A-Za-z0-9_./,()\-'!$*~]*\Z")
+UNDEF = "_undef_"
+
+
+def enc(value: str) -> str:
+    """URL-encode one header value as FreeSWITCH writes it in text/event-plain."""
+    if _SAFE.match(value):
+        return value
+    return url_encode(value)
+
+
+class Block:
+    """An ordered run of headers with cached plain and JSON renderings."""
+
+    __slots__ = ("items", "_plain", "_json")
+
+    def __init__(self, items: list[tuple[str, str]]):
+        self.items = items
+        self._plain: bytes | None = None
+        self._json: str | None = None
+
+    def plain(self) -> bytes:
+        p = self._plain
+        if p is None:
+            p = self._plain = "".join(
+                [f"{k}: {enc(v) if v != '' else UNDEF}\n" for k, v in self.items]
+            ).encode("ascii")
+        return p
+
+    def json(self) -> str:
+        j = self._json
+        if j is None:
+            d = json.dumps
+            j = self._json = "".join([f"{d(k)}:{d(v)}," for k, v in self.items])
+        return j
+
+
+class Host:
+    """The identity of the simulated box (the envelope headers)."""
+
+    def __init__(self, core_uuid: str, hostname: str = "sim", ipv4: str = "127.0.0.1",
+                 ipv6: str = "::1"):
+        self.core_uuid = core_uuid
+        self.hostname = hostname
+        self.ipv4 = ipv4
+        self.ipv6 = ipv6
+        self.seq = 0
+        self._date_cache: tuple[int, str, str] = (-1, "", "")
+
+    def envelope(self, name: str, calling: tuple[str, str, int], *, first: bool = True
+                 ) -> list[tuple[str, str]]:
+        """``Event-Name`` (when *first*) then Core-UUID … Event-Sequence, in FreeSWITCH order."""
+        self.seq += 1
+        now = time.time()
+        sec = int(now)
+        cached = self._date_cache
+        if cached[0] != sec:
+            lt = time.localtime(sec)
+            cached = self._date_cache = (
+                sec, time.strftime("%Y-%m-%d %H:%M:%S", lt),
+                time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(sec)))
+        items = [("Event-Name", name)] if first else []
+        items += [
+            ("Core-UUID", self.core_uuid),
+            ("FreeSWITCH-Hostname", self.hostname),
+            ("FreeSWITCH-Switchname", self.hostname),
+            ("FreeSWITCH-IPv4", self.ipv4),
+            ("FreeSWITCH-IPv6", self.ipv6),
+            ("Event-Date-Local", cached[1]),
+            ("Event-Date-GMT", cached[2]),
+            ("Event-Date-Timestamp", str(int(now * 1_000_000))),
+            ("Event-Calling-File", calling[0]),
+            ("Event-Calling-Function", calling[1]),
+            ("Event-Calling-Line-Number", str(calling[2])),
+            ("Event-Sequence", str(self.seq)),
+        ]
+        return items
+
+
+class SimEvent:
+    """One event as the simulator fires it; rendered lazily, once per format."""
+
+    __slots__ = ("name", "subclass", "uuid", "blocks", "body", "_plain", "_json", "raw")
+
+    def __init__(self, name: str, blocks: list[Block], *, subclass: str = "",
+                 uuid: str = "", body: str | None = None):
+        self.name = name
+        self.subclass = subclass
+        self.uuid = uuid
+        self.blocks = blocks
+        self.body = body
+        self._plain: bytes | None = None
+        self._json: bytes | None = None
+        self.raw = False
+
+    def headers(self):
+        for b in self.blocks:
+            yield from b.items
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        for b in self.blocks:
+            for k, v in b.items:
+                if k == name:
+                    return v
+        return default
+
+    def plain_frame(self) -> bytes:
+        f = self._plain
+        if f is None:
+            parts = [b.plain() for b in self.blocks]
+            if self.body is not None:
+                body = self.body.encode("utf-8")
+                parts.append(b"Content-Length: %d\n\n" % len(body))
+                parts.append(body)
+            else:
+                parts.append(b"\n")
+            inner = b"".join(parts)
+            f = self._plain = (b"Content-Length: %d\nContent-Type: text/event-plain\n\n"
+                               % len(inner)) + inner
+        return f
+
+    def json_frame(self) -> bytes:
+        f = self._json
+        if f is None:
+            s = "".join([b.json() for b in self.blocks])
+            if self.body is not None:
+                s += f'"Content-Length":"{len(self.body.encode())}","_body":{json.dumps(self.body)},'
+            inner = ("{" + s[:-1] + "}").encode("utf-8")
+            f = self._json = (b"Content-Length: %d\nContent-Type: text/event-json\n\n"
+                              % len(inner)) + inner
+        return f

@@ -1,0 +1,72 @@
+"""One timer heap driven by one trio task: no task or sleep per timer, no polling.
+
+``call_later``/``call_at`` are synchronous and O(log n); cancelling is O(1) (lazy deletion).
+The runner sleeps in a cancel scope whose deadline is moved earlier when a sooner timer is added.
+Callbacks run in the runner task and must not block.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+from typing import Any, Callable
+
+import trio
+
+log = logging.getLogger("ccfast.sim")
+
+
+class Timer:
+    __slots__ = ("when", "fn", "args", "cancelled")
+
+    def __init__(self, when: float, fn: Callable[..., Any], args: tuple):
+        self.when = when
+        self.fn = fn
+        self.args = args
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Scheduler:
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Timer]] = []
+        self._seq = 0
+        self._scope: trio.CancelScope | None = None
+        self.errors = 0
+
+    def call_at(self, when: float, fn: Callable[..., Any], *args: Any) -> Timer:
+        t = Timer(when, fn, args)
+        self._seq += 1
+        heapq.heappush(self._heap, (when, self._seq, t))
+        sc = self._scope
+        if sc is not None and when < sc.deadline:
+            sc.deadline = when
+        return t
+
+    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Timer:
+        return self.call_at(trio.current_time() + max(0.0, delay), fn, *args)
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    async def run(self) -> None:
+        heap = self._heap
+        while True:
+            now = trio.current_time()
+            while heap and heap[0][0] <= now:
+                _, _, t = heapq.heappop(heap)
+                if t.cancelled:
+                    continue
+                try:
+                    t.fn(*t.args)
+                except Exception:  # a bug in one callback must not stop the whole simulator
+                    self.errors += 1
+                    log.exception("simulator timer callback failed")
+            deadline = heap[0][0] if heap else math.inf
+            with trio.CancelScope(deadline=deadline) as sc:
+                self._scope = sc
+                await trio.sleep_forever()
+            self._scope = None
