@@ -1,0 +1,1 @@
+"""Reproducible benchmarks of ccfast; each module runs as ``python -m bench.<name>`` and writes JSON."""
