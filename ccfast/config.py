@@ -97,7 +97,7 @@ class BoxConfig:
     host: str
     port: int = 8021
     password: str = dataclasses.field(default="ClueCon", repr=False)
-    where: str = ""
+    where: str = dataclasses.field(default="", compare=False)
 
 
 DISPATCHER_MODES = ("core", "oracle")

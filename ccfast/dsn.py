@@ -186,10 +186,12 @@ def _pg_url(url: str) -> dict:
 
 
 def _odbc_error(value: str) -> DsnError:
-    name = value[7:] if value.lower().startswith("odbc://") else value
-    dsn_name = name.split(":", 1)[0]
+    prefix = value[:7] if value.lower().startswith("odbc://") else ""
+    parts = value[len(prefix):].split(":")
+    dsn_name = parts[0]
+    shown = prefix + ":".join(parts[:2] + (["***"] if len(parts) > 2 else []))
     return DsnError(
-        f'"{_mask(value)}" is an ODBC data source ("{dsn_name}" in odbc.ini); ccfast talks to '
+        f'"{shown}" is an ODBC data source ("{dsn_name}" in odbc.ini); ccfast talks to '
         f"PostgreSQL directly, without ODBC. Write the server's address instead, e.g. "
         f'<param name="odbc-dsn" value="{PG_EXAMPLE}"/> or value="{PG_URL_EXAMPLE}" '
         f"(take host, port and database from the [{dsn_name}] section of odbc.ini)"
