@@ -5,9 +5,10 @@ A journal entry from the core is ``(table, op, key, cols)`` with op ``insert``/`
 :class:`Change` whose ``kind`` is:
 
 * ``PUT``    — the row with this key is now exactly ``cols`` (key columns filled from the key,
-  absent columns take their defaults). Written as INSERT, preceded by a DELETE of the key when the
-  row may already exist (``had_row``) or when the batch is a replay (a commit whose outcome was
-  unknown), so every change is idempotent and replays never duplicate rows.
+  absent columns take their defaults). Written as DELETE of the key + INSERT, so every change is
+  idempotent: a replayed batch (a commit whose outcome was unknown) or a stale row left in the
+  database never produces a duplicate row. ``had_row`` records whether a row may exist in the
+  database already; only then may a later delete not be coalesced away.
 * ``UPDATE`` — set these columns on the row(s) with this key.
 * ``DELETE`` — delete the row(s) with this key.
 
@@ -116,7 +117,7 @@ def batch_statements(changes: Iterable[Change], dollar: bool, replay: bool) -> l
     for ch in changes:
         table, key = ch.table, ch.key
         keys = KEY_COLUMNS[table]
-        if ch.kind == DELETE or (ch.kind == PUT and (ch.had_row or replay)):
+        if ch.kind != UPDATE:  # PUT always clears the key first: idempotent, never a duplicate row
             deletes.setdefault(table, []).append(row_values(table, keys, dict(zip(keys, key))))
         if ch.kind == PUT:
             row = dict(ch.cols)
