@@ -98,8 +98,12 @@ def decode_plain_event(body: bytes) -> Event:
     return Event(Headers(pairs), ev_body, "plain")
 
 
+class _Pairs(list):
+    """A JSON object as its (key, value) pairs, duplicates kept."""
+
+
 def _pairs_hook(pairs: list) -> list:
-    return pairs
+    return _Pairs(pairs)
 
 
 def decode_json_event(body: bytes) -> Event:
@@ -112,12 +116,12 @@ def decode_json_event(body: bytes) -> Event:
         obj = json.loads(_utf8(body, "event-json body"), object_pairs_hook=_pairs_hook)
     except ValueError as exc:  # JSONDecodeError
         raise RemoteProtocolError(f"malformed event-json: {exc}") from exc
-    if not isinstance(obj, list):
+    if type(obj) is not _Pairs:
         raise RemoteProtocolError("event-json is not an object")
     pairs: list[tuple[str, str]] = []
     ev_body: str | None = None
     for name, value in obj:
-        if isinstance(value, list):
+        if type(value) is list:
             if not all(isinstance(v, str) for v in value):
                 raise RemoteProtocolError(f"event-json array {name!r} has non-string items")
             value = join_array(value)
