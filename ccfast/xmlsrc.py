@@ -52,8 +52,31 @@ class Node:
             yield from node.walk()
 
 
+_COMMENT = re.compile(rb"<!--(.*?)-->", re.S)
+_BARE_AMP = re.compile(rb"&(?!#?[A-Za-z0-9]+;)")
+
+
+def _fix_comment(match: re.Match) -> bytes:
+    body = match.group(1).replace(b"--", b"- ")
+    if body.endswith(b"-"):
+        body = body[:-1] + b" "
+    return b"<!--" + body + b"-->"
+
+
+def tolerate(data: bytes) -> bytes:
+    """FreeSWITCH's parser accepts two things XML forbids and real files contain: ``--`` inside
+    comments (``<!-- run with --foo -->``) and a bare ``&``. Fix them in place; line numbers stay."""
+    data = _COMMENT.sub(_fix_comment, data)
+    return _BARE_AMP.sub(b"&amp;", data)
+
+
 def parse_text(text: str | bytes, file: str = "<string>") -> Node:
     """Parse a document; raises XmlError with the position of the first error."""
+    if isinstance(text, str):
+        text = text.encode("utf-8")
+        if text.startswith(b"<?xml"):  # the text is UTF-8 now, whatever the declaration said
+            text = re.sub(rb"^<\?xml[^>]*\?>", b'<?xml version="1.0" encoding="UTF-8"?>', text)
+    text = tolerate(text)
     parser = expat.ParserCreate()
     stack: list[Node] = []
     roots: list[Node] = []

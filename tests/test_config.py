@@ -338,3 +338,22 @@ def test_db_rows_duplicate_queue_is_fatal():
     ccfast = load(BARE).ccfast
     with pytest.raises(ConfigError, match="duplicate queue name"):
         config.config_from_db_rows([{"id": 1, "name": "a"}, {"id": 2, "name": "A"}], [], [], [], ccfast)
+
+
+def test_freeswitch_tolerated_xml():
+    # "--" in comments and a bare "&" are accepted by FreeSWITCH's parser; lines stay right
+    text = ('<configuration name="callcenter.conf">\n<!-- start with --config x --->\n<queues>\n'
+            '<queue name="a&b"><param name="max-wait-time" value="x"/></queue>\n</queues></configuration>')
+    cfg = load(text)
+    assert list(cfg.queues) == ["a&b"]
+    assert str(cfg.warnings[0]).startswith("callcenter.conf.xml:4: ")
+
+
+def test_examples_load_cleanly():
+    from pathlib import Path
+    root = Path(__file__).parent.parent / "examples"
+    cfg = load_config(root / "callcenter.conf.xml", root / "ccfast.conf.xml")
+    assert cfg.warnings == []
+    assert list(cfg.queues) == ["support@default", "sales@default", "vip@default"]
+    defaults = load(BARE).ccfast
+    assert cfg.ccfast == defaults  # the example shows the defaults
