@@ -92,7 +92,10 @@ class Simulator:
         self.stats["inbound_connections"] += 1
         conn = EslConnection(self, stream, peer=f"{peer[0]}:{peer[1]}")
         self.connections.append(conn)
-        await conn.run()
+        try:
+            await conn.run()
+        except Exception:  # a simulator bug must not take the whole simulator down
+            log.exception("inbound connection %s failed", conn.peer)
 
     # -- callers ---------------------------------------------------------------------------
     def spawn_caller(self, spec: CallerSpec | None = None) -> CallRecord:
@@ -136,7 +139,10 @@ class Simulator:
                              peer=f"socket:{ch.uuid}")
         ch.socket = conn
         self.connections.append(conn)
-        await conn.run()
+        try:
+            await conn.run()
+        except Exception:
+            log.exception("socket session %s failed", conn.peer)
 
     async def run_callers(self, cps: float, *, total: int | None = None,
                           duration: float | None = None,

@@ -43,7 +43,7 @@ MYEVENTS = frozenset((
     "DETECTED_SPEECH",
 ))
 
-CONNECT_TAIL = b"Content-Type: command/reply\nReply-Text: %2BOK%0A\nSocket-Mode: %s\nControl: %s\n\n"
+CONNECT_TAIL = b"Content-Type: command/reply\nReply-Text: %%2BOK%%0A\nSocket-Mode: %s\nControl: %s\n\n"
 
 
 class Faults:
@@ -128,6 +128,25 @@ class EslConnection:
     def on_channel_gone(self, ch) -> None:
         pass
 
+    def on_hangup(self, ch) -> None:
+        """The controlled channel hung up: linger notice, or disconnect notice and close."""
+        if self.closed:
+            return
+        if self.linger is None:
+            self.push(esl.write_disconnect_notice(controlled_session_uuid=ch.uuid,
+                                                  disposition="disconnect"))
+            self.close()
+        else:
+            self.push(esl.write_linger_notice(ch.uuid, ch.name, self.linger))
+            if self.linger >= 0:
+                self.sw.later(self.linger, self._linger_expired, ch)
+
+    def _linger_expired(self, ch) -> None:
+        if not self.closed:
+            self.push(esl.write_disconnect_notice(controlled_session_uuid=ch.uuid,
+                                                  disposition="disconnect"))
+            self.close()
+
     def _passes(self, ev: SimEvent) -> bool:
         for h, v, rx in self.filters:
             got = ev.get(h)
@@ -193,17 +212,17 @@ class EslConnection:
     # -- main loop -------------------------------------------------------------------------
     async def run(self) -> None:
         with self._cancel:
-            try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._writer_then_cancel, nursery)
-                    if not self.outbound:
-                        self.push(esl.write_auth_request())
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer_then_cancel, nursery)
+                if not self.outbound:
+                    self.push(esl.write_auth_request())
+                try:
                     await self._reader()
-                    self.close()
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                pass
-            except esl.ProtocolError as exc:
-                log.info("closing %s: %s", self.peer, exc)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    nursery.cancel_scope.cancel()
+                except esl.ProtocolError as exc:
+                    log.info("closing %s: %s", self.peer, exc)
+                self.close()
         self.closed = True
         self._detach()
         with trio.CancelScope(shield=True):
@@ -216,6 +235,8 @@ class EslConnection:
     async def _writer_then_cancel(self, nursery: trio.Nursery) -> None:
         try:
             await self._writer()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
         finally:
             nursery.cancel_scope.cancel()
 

@@ -1,0 +1,388 @@
+"""The inbound ESL client (trio): ccfast connects to FreeSWITCH's event socket (:8021).
+
+Usage::
+
+    client = InboundClient("127.0.0.1", 8021, "ClueCon",
+                           events=["BACKGROUND_JOB", "CHANNEL_ANSWER"],
+                           subclasses=["callcenter::info"], on_reconnect=reconcile)
+    async with trio.open_nursery() as n:
+        await n.start(client.run)          # returns once connected, authenticated, subscribed
+        out = await client.api("uuid_exists", uuid)
+        result = await client.bgapi("originate", "{origination_uuid=…}sim/agent/a &park()")
+        async for ev in client.events: ...
+
+Contract:
+
+* Replies are matched to commands in FIFO order; ``bgapi`` registers its ``Job-UUID`` waiter
+  before the command is written and matches the BACKGROUND_JOB by ``Job-UUID`` (every subscriber
+  gets every job, including other clients'); the event is also delivered to ``events``.
+* If the link drops, every pending command and job waiter fails with :class:`ConnectionLost`;
+  calls made while the link is down fail at once with it.
+* Reconnects with exponential backoff (``backoff_initial`` doubling to ``backoff_max``) with
+  ``jitter`` (a fraction of the delay, random), re-sends the subscriptions and filters in the
+  order they were made, then awaits ``on_reconnect(client)`` (reconciliation hook).
+* The reader never blocks on consumers: events go to a bounded :class:`EventQueue` (overflow
+  policy and counter documented there; ``events.dropped``).
+* A dead peer is detected by ``liveness_interval``: when nothing was received for that long an
+  ``api status`` must answer within ``liveness_timeout`` or the link is dropped (and reconnected).
+* ``state`` is ``"connecting"``, ``"up"``, ``"down"`` or ``"closed"``; ``on_state(state)`` is
+  called on each change, ``wait_up()`` / ``wait_down()`` wait for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid as _uuid
+from typing import Any, Awaitable, Callable, Iterable
+
+import trio
+
+from ._commands import (Api, Auth, BgApi, Command, Exit, Filter, FilterDelete, NixEvent,
+                        NoEvents, SendEvent, SendMsg, Subscribe, UserAuth)
+from ._events import ApiResponse, CommandReply, Event
+from ._link import (AuthenticationFailed, CommandFailed, ConnectionLost, EventQueue, _Link,
+                    _Waiter)
+
+log = logging.getLogger("ccfast.esl.inbound")
+
+CONNECTING, UP, DOWN, CLOSED = "connecting", "up", "down", "closed"
+
+__all__ = ["InboundClient", "ConnectionLost", "CommandFailed", "AuthenticationFailed",
+           "EventQueue", "CONNECTING", "UP", "DOWN", "CLOSED"]
+
+
+class InboundClient:
+    """A reconnecting inbound ESL client; see the module docstring for the contract."""
+
+    def __init__(self, host: str, port: int = 8021, password: str | None = "ClueCon", *,
+                 user: str | None = None,
+                 events: Iterable[str] = (), subclasses: Iterable[str] = (),
+                 format: str = "plain", filters: Iterable[tuple[str, str]] = (),
+                 queue_size: int = 10_000, overflow: str = "drop_oldest",
+                 on_overflow: Callable[[int], Any] | None = None,
+                 reconnect: bool = True, backoff_initial: float = 0.1, backoff_max: float = 10.0,
+                 jitter: float = 0.2, connect_timeout: float = 5.0,
+                 liveness_interval: float | None = 5.0, liveness_timeout: float = 3.0,
+                 on_reconnect: Callable[["InboundClient"], Awaitable[Any]] | None = None,
+                 on_state: Callable[[str], Any] | None = None,
+                 decoder: str = "auto", rng: random.Random | None = None):
+        self.host = host
+        self.port = port
+        self.password = password
+        self.user = user
+        self.reconnect = reconnect
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.jitter = jitter
+        self.connect_timeout = connect_timeout
+        self.liveness_interval = liveness_interval
+        self.liveness_timeout = liveness_timeout
+        self.on_reconnect = on_reconnect
+        self.on_state = on_state
+        self.decoder = decoder
+        self.rng = rng or random.Random()
+        self.events = EventQueue(queue_size, overflow, on_overflow)
+        # subscription commands, replayed in order after each reconnect
+        self._subs: list[Command] = []
+        evs, subs = list(events), list(subclasses)
+        if evs or subs:
+            self._subs.append(Subscribe(format, tuple(evs or ["CUSTOM"]), tuple(subs)))
+        for h, v in filters:
+            self._subs.append(Filter(h, v))
+        self._link: _Link | None = None
+        self._jobs: dict[str, _Waiter] = {}
+        self.state = DOWN
+        self._up = trio.Event()
+        self._down = trio.Event()
+        self._down.set()
+        self._closing = False
+        self.connects = 0
+        self.reconnects = 0
+        self.last_error: str | None = None
+        self._cancel: trio.CancelScope | None = None
+        self._conn_scope: trio.CancelScope | None = None
+
+    # -- state -----------------------------------------------------------------------------
+    def _set_state(self, state: str) -> None:
+        if state == self.state:
+            return
+        self.state = state
+        if state == UP:
+            self._up.set()
+            self._down = trio.Event()
+        else:
+            if self._up.is_set():
+                self._up = trio.Event()
+            self._down.set()
+        if self.on_state is not None:
+            try:
+                self.on_state(state)
+            except Exception:
+                log.exception("on_state callback failed")
+
+    @property
+    def is_up(self) -> bool:
+        return self.state == UP
+
+    async def wait_up(self) -> None:
+        await self._up.wait()
+
+    async def wait_down(self) -> None:
+        await self._down.wait()
+
+    # -- the connection manager ------------------------------------------------------------
+    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Connect, keep connected (if ``reconnect``) until :meth:`close`.
+
+        ``task_status.started()`` after the first successful connect + auth + subscribe.
+        AuthenticationFailed is raised (no retry: a wrong password will not fix itself).
+        Without ``reconnect`` the first failure to connect raises ConnectionLost."""
+        delay = self.backoff_initial
+        started = False
+        with trio.CancelScope() as scope:
+            self._cancel = scope
+            while not self._closing:
+                self._set_state(CONNECTING)
+                try:
+                    with trio.fail_after(self.connect_timeout):
+                        stream = await trio.open_tcp_stream(self.host, self.port)
+                except (OSError, trio.TooSlowError) as exc:
+                    self.last_error = f"connect failed: {exc!r}"
+                    self._set_state(DOWN)
+                    if not self.reconnect:
+                        raise ConnectionLost(self.last_error) from exc
+                    await self._sleep_backoff(delay)
+                    delay = min(delay * 2, self.backoff_max)
+                    continue
+                link = _Link(stream, self.events.put, self._jobs, decoder=self.decoder)
+                auth_error: AuthenticationFailed | None = None
+                try:
+                    async with trio.open_nursery() as nursery:
+                        self._conn_scope = nursery.cancel_scope
+                        nursery.start_soon(self._reader_then_cancel, link, nursery)
+                        try:
+                            await self._handshake(link)
+                        except (ConnectionLost, AuthenticationFailed) as exc:
+                            if isinstance(exc, AuthenticationFailed):
+                                auth_error = exc
+                            self.last_error = str(exc)
+                            nursery.cancel_scope.cancel()
+                        else:
+                            delay = self.backoff_initial
+                            self._link = link
+                            self.connects += 1
+                            self.last_error = None
+                            self._set_state(UP)
+                            if not started:
+                                started = True
+                                task_status.started()
+                            else:
+                                self.reconnects += 1
+                                if self.on_reconnect is not None:
+                                    nursery.start_soon(self._run_hook)
+                            if self.liveness_interval:
+                                nursery.start_soon(self._liveness, link)
+                finally:
+                    self._conn_scope = None
+                    self._link = None
+                    link.lost(self.last_error or "connection closed")
+                    self._fail_jobs()
+                    await trio.aclose_forcefully(stream)
+                if auth_error is not None:
+                    self._set_state(CLOSED)
+                    self.events.close()
+                    raise auth_error
+                if self._closing:
+                    break
+                self._set_state(DOWN)
+                if not self.reconnect:
+                    raise ConnectionLost(self.last_error or "connection closed")
+                await self._sleep_backoff(delay)
+                delay = min(delay * 2, self.backoff_max)
+        self._set_state(CLOSED)
+        self.events.close()
+
+    async def _reader_then_cancel(self, link: _Link, nursery: trio.Nursery) -> None:
+        await link.reader()
+        if link.disconnect_notice is None and not self.last_error:
+            self.last_error = "connection closed by peer"
+        nursery.cancel_scope.cancel()
+
+    async def _sleep_backoff(self, delay: float) -> None:
+        await trio.sleep(delay * (1.0 + self.jitter * self.rng.random()))
+
+    async def _run_hook(self) -> None:
+        try:
+            await self.on_reconnect(self)
+        except ConnectionLost:
+            pass
+        except Exception:
+            log.exception("reconnect hook failed")
+
+    async def _handshake(self, link: _Link) -> None:
+        with trio.move_on_after(self.connect_timeout) as sc:
+            while not link.auth_request.is_set():
+                if link.rude is not None:
+                    raise AuthenticationFailed(f"rejected: {link.rude.body.strip()}")
+                if not link.alive:
+                    if link.rude is not None:
+                        raise AuthenticationFailed(f"rejected: {link.rude.body.strip()}")
+                    raise ConnectionLost("closed before auth/request")
+                with trio.move_on_after(0.05):
+                    await link.auth_request.wait()
+        if sc.cancelled_caught:
+            raise ConnectionLost("no auth/request from the server")
+        if self.user is not None:
+            cmd: Command = UserAuth(self.user, self.password or "")
+        else:
+            cmd = Auth(self.password or "")
+        reply = await link.send(cmd)
+        if not (isinstance(reply, CommandReply) and reply.ok):
+            text = getattr(reply, "reply_text", repr(reply))
+            raise AuthenticationFailed(f"authentication refused: {text}")
+        for sub in self._subs:
+            r = await link.send(sub)
+            if isinstance(r, CommandReply) and not r.ok:
+                log.warning("re-subscribe %r refused: %s", sub, r.reply_text)
+
+    async def _liveness(self, link: _Link) -> None:
+        """Probe with ``api status`` when the link has been silent for ``liveness_interval``."""
+        interval = self.liveness_interval or 0
+        while link.alive:
+            await trio.sleep_until(link.last_rx + interval)
+            if trio.current_time() - link.last_rx < interval:
+                continue
+            with trio.move_on_after(self.liveness_timeout) as sc:
+                try:
+                    await link.send(Api("status"))
+                except ConnectionLost:
+                    return
+            if sc.cancelled_caught:
+                self.last_error = "peer did not answer the liveness probe"
+                log.warning("%s:%s: %s", self.host, self.port, self.last_error)
+                link.lost(self.last_error)
+                await trio.aclose_forcefully(link.stream)
+                return
+
+    def _fail_jobs(self) -> None:
+        if self._jobs:
+            err = ConnectionLost("connection lost while waiting for BACKGROUND_JOB")
+            for w in self._jobs.values():
+                w.fail(err)
+            self._jobs.clear()
+
+    async def close(self) -> None:
+        """Send ``exit`` if connected, then stop (no reconnect)."""
+        self._closing = True
+        link = self._link
+        if link is not None and link.alive:
+            with trio.move_on_after(1.0):
+                try:
+                    await link.send(Exit())
+                except ConnectionLost:
+                    pass
+            await link.aclose()
+        if self._cancel is not None:
+            self._cancel.cancel()
+
+    def drop(self) -> None:
+        """Drop the current link (tests, operator action); reconnect logic applies."""
+        link = self._link
+        if link is not None:
+            self.last_error = "dropped locally"
+            link.lost("dropped locally")
+        if self._conn_scope is not None:
+            self._conn_scope.cancel()
+
+    # -- commands --------------------------------------------------------------------------
+    def _require(self) -> _Link:
+        link = self._link
+        if link is None or not link.alive:
+            raise ConnectionLost(f"not connected ({self.state})")
+        return link
+
+    async def command(self, cmd: Command) -> CommandReply | ApiResponse:
+        """Send any command; returns its reply (FIFO matched)."""
+        return await self._require().send(cmd)
+
+    async def _ok(self, cmd: Command) -> str:
+        r = await self.command(cmd)
+        text = r.reply_text if isinstance(r, CommandReply) else r.body
+        if not text.startswith("+OK"):
+            raise CommandFailed(text)
+        return text
+
+    async def api(self, command: str, args: str = "") -> str:
+        """``api`` → the response body (``-ERR …`` bodies are returned, not raised)."""
+        r = await self.command(Api(command, args))
+        return r.body if isinstance(r, ApiResponse) else r.reply_text
+
+    async def bgapi(self, command: str, args: str = "", *, job_uuid: str | None = None,
+                    timeout: float | None = None) -> str:
+        """``bgapi`` with our own Job-UUID → the BACKGROUND_JOB body (e.g. ``+OK <uuid>\\n``)."""
+        job = job_uuid or str(_uuid.uuid4())
+        w = _Waiter()
+        self._jobs[job] = w     # registered before the command is written
+        try:
+            r = await self.command(BgApi(command, args, job_uuid=job))
+            if not (isinstance(r, CommandReply) and r.ok):
+                raise CommandFailed(getattr(r, "reply_text", repr(r)))
+            if timeout is None:
+                return await w.wait()
+            with trio.fail_after(timeout):
+                return await w.wait()
+        finally:
+            self._jobs.pop(job, None)
+
+    async def subscribe(self, events: Iterable[str] = ("ALL",), subclasses: Iterable[str] = (),
+                        format: str = "plain") -> str:
+        cmd = Subscribe(format, tuple(events), tuple(subclasses))
+        self._subs.append(cmd)
+        return await self._ok(cmd)
+
+    async def nixevent(self, events: Iterable[str], subclasses: Iterable[str] = ()) -> str:
+        cmd = NixEvent(tuple(events), tuple(subclasses))
+        self._subs.append(cmd)
+        return await self._ok(cmd)
+
+    async def noevents(self) -> str:
+        self._subs = [c for c in self._subs if isinstance(c, (Filter, FilterDelete))]
+        return await self._ok(NoEvents())
+
+    async def filter(self, header: str, value: str) -> str:
+        cmd = Filter(header, value)
+        self._subs.append(cmd)
+        return await self._ok(cmd)
+
+    async def filter_delete(self, header: str | None = None, value: str | None = None) -> str:
+        cmd = FilterDelete(header, value)
+        self._subs.append(cmd)
+        return await self._ok(cmd)
+
+    async def sendevent(self, name: str, headers: Any = (), body: str | bytes | None = None,
+                        *, subclass: str | None = None) -> str:
+        """``sendevent``; returns the Event-UUID from ``+OK <uuid>``."""
+        cmd = SendEvent.custom(subclass, headers, body) if subclass else SendEvent(name, headers, body)
+        text = await self._ok(cmd)
+        return text[4:].strip()
+
+    async def sendmsg(self, uuid: str, app: str, arg: str | None = None, *,
+                      event_lock: bool = False, async_: bool = False,
+                      loops: int | None = None) -> str:
+        """``sendmsg <uuid>`` ``call-command: execute``; raises CommandFailed on ``-ERR``."""
+        return await self._ok(SendMsg.execute(uuid, app, arg, event_lock=event_lock,
+                                              async_=async_, loops=loops))
+
+    async def sendmsg_hangup(self, uuid: str, cause: str | None = None) -> str:
+        return await self._ok(SendMsg.hangup(uuid, cause))
+
+    async def exit(self) -> None:
+        """``exit``; the server replies ``+OK bye`` and closes (no reconnect)."""
+        await self.close()
+
+    @property
+    def stats(self) -> dict:
+        return {"state": self.state, "connects": self.connects, "reconnects": self.reconnects,
+                "events_received": self.events.received, "events_dropped": self.events.dropped,
+                "events_queued": len(self.events), "pending_jobs": len(self._jobs)}
