@@ -25,7 +25,7 @@ from .writer import Writer, WriterConfig, WriterStats, open_writer
 __all__ = [
     "CONFIG_TABLES", "COLUMNS", "DataRejected", "KEY_COLUMNS", "PostgresStore", "Rows", "SchemaError",
     "SchemaMissing", "SqliteStore", "Store", "StoreError", "StoreUnavailable", "TABLES", "Writer",
-    "WriterConfig", "WriterStats", "open_store", "open_writer", "startup_reset", "startup_reset_statements",
+    "WriterConfig", "WriterStats", "open_store", "store_from_target", "open_writer", "startup_reset", "startup_reset_statements",
 ]
 
 
@@ -41,3 +41,15 @@ def open_store(engine: str, **target: Any) -> Store:
     if engine in ("postgresql", "postgres", "pgsql"):
         return PostgresStore(**target)
     raise ValueError(f"unknown store engine {engine!r}: use 'sqlite' or 'postgresql'")
+
+
+def store_from_target(target: Any, **options: Any) -> Store:
+    """A store for a :class:`ccfast.dsn.DatabaseTarget` (what ``odbc-dsn``/``dbname`` parse to).
+
+    ``options`` go to the store (``op_timeout``, ``connect_timeout``).
+    """
+    if target.engine == "sqlite":
+        return SqliteStore(target.sqlite_path, **options)
+    if target.engine in ("postgres", "postgresql"):
+        return PostgresStore(None, **options, **target.connect_kwargs)
+    raise ValueError(f"unknown store engine {target.engine!r}")

@@ -66,6 +66,8 @@ class Store:
         self.connect_timeout = connect_timeout
         self._conn: Any = None
         self._lock = trio.Lock()
+        self.connects = 0  # connections opened (for metrics: > 1 means reconnects happened)
+        self.failures = 0  # operations that failed (each also raised or was retried once)
 
     # -- description, for messages ---------------------------------------------------------
     def describe(self) -> str:
@@ -101,7 +103,7 @@ class Store:
                 n += 1
                 if attempts is not None and n >= attempts:
                     raise
-                log.error("store: %s — retrying in %.1f s", exc, delay)
+                log.error("store: %s — retrying in %.2f s", exc, delay)
                 await trio.sleep(delay)
                 delay = min(delay * 2, maximum)
 
@@ -113,6 +115,7 @@ class Store:
         if self._conn is None:
             try:
                 self._conn = await aio.run(self._aio_connect, timeout=self.connect_timeout + 1)
+                self.connects += 1
             except StoreUnavailable as exc:
                 raise StoreUnavailable(f"cannot connect to {self.describe()}: {exc}") from exc
             except Exception as exc:
@@ -149,14 +152,27 @@ class Store:
             return result
 
         async with self._lock:
-            conn = await self._ensure()
-            try:
-                return await aio.run(op, conn, timeout=self.op_timeout)
-            except Exception as exc:
-                err = self._classify(exc)
-                if isinstance(err, StoreUnavailable) or self.drop_on_data_error:
-                    await self._drop()
-                raise err from exc
+            for attempt in (1, 2):
+                reused = self._conn is not None and not self._is_closed(self._conn)
+                if self._conn is not None and not reused:
+                    await self._drop()  # closed while idle (server restart, pg_terminate_backend)
+                conn = await self._ensure()
+                try:
+                    return await aio.run(op, conn, timeout=self.op_timeout)
+                except Exception as exc:
+                    self.failures += 1
+                    err = self._classify(exc)
+                    if isinstance(err, StoreUnavailable) or self.drop_on_data_error:
+                        await self._drop()
+                    # a connection that died while idle is only noticed on use: every operation
+                    # here is idempotent, so one retry on a fresh connection is safe
+                    if attempt == 1 and reused and isinstance(err, StoreUnavailable):
+                        log.warning("store: %s; retrying once on a new connection", err)
+                        continue
+                    raise err from exc
+
+    def _is_closed(self, conn: Any) -> bool:
+        return False
 
     drop_on_data_error = False
 

@@ -76,6 +76,9 @@ class PostgresStore(Store):
         kw.setdefault("server_settings", {"application_name": "ccfast"})
         return await asyncpg.connect(self.dsn, **kw)
 
+    def _is_closed(self, conn: Any) -> bool:
+        return conn.is_closed()
+
     async def _aio_drop(self, conn: Any) -> None:
         conn.terminate()
 

@@ -285,7 +285,8 @@ class Writer:
     def metrics(self) -> dict[str, Any]:
         s = dataclasses.asdict(self.stats)
         s["recent_batch_seconds"] = list(self.stats.recent_batch_seconds)
-        s.update(backlog=self.backlog, state=self._state, coalesced=self._backlog.coalesced)
+        s.update(backlog=self.backlog, state=self._state, coalesced=self._backlog.coalesced,
+                 store_connects=getattr(self.store, "connects", 0), store_failures=getattr(self.store, "failures", 0))
         return s
 
     # -- waiting ---------------------------------------------------------------------------------
