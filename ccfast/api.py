@@ -267,6 +267,8 @@ def _agent(state: ApiState, action: str, rest: list[str], now: int) -> str:
     if action == "add":
         if n < 2:
             return ERR_INVALID
+        if S.canonical(rest[1], S.AGENT_TYPES) is None:
+            return "-ERR Agent type invalid!\n"  # cc_agent_add checks the type before existence
         try:
             core.agent_add(rest[0], rest[1], now)
         except Exception as exc:

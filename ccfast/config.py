@@ -666,8 +666,8 @@ def resolve_queue(core, cfg: Config | None, name: str) -> bool:
 def apply_agent(core, agent: AgentConfig, name: str, now: int) -> list:
     """``load_agent`` for one element under the name as asked. Returns offers to cancel."""
     cancels: list = []
-    if agent.type is None:
-        return cancels
+    if agent.type is None or S.canonical(agent.type, S.AGENT_TYPES) is None:
+        return cancels  # cc_agent_add checks the type first: nothing is applied
     existed = False
     try:
         core.agent_add(name, agent.type, now)
