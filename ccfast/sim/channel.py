@@ -79,6 +79,7 @@ class Channel:
         self.bridge_a = False                   # this channel was the first uuid_bridge arg
         self.socket_gone = False                # outbound socket closed while an app ran
         self.caller_spec: Any = None
+        self.transfer_source: str | None = None   # set by uuid_bridge (Caller-Transfer-Source)
         self.other_type = ""                    # originator / originatee
         self.loopback_peer: Channel | None = None
         self.session_id = session_id
@@ -142,10 +143,12 @@ class Channel:
         items = [(prefix + k, p[k]) for k in (
             "Direction", "Logical-Direction", "Dialplan", "Caller-ID-Name", "Caller-ID-Number",
             "Orig-Caller-ID-Name", "Orig-Caller-ID-Number", "Callee-ID-Name",
-            "Callee-ID-Number", "ANI", "Destination-Number", "Unique-ID", "Source", "Context",
-            "Channel-Name")]
+            "Callee-ID-Number", "ANI", "Destination-Number", "Unique-ID", "Source")]
+        if self.transfer_source and not other:
+            items.append((prefix + "Transfer-Source", self.transfer_source))
+        items += [(prefix + "Context", p["Context"]), (prefix + "Channel-Name", p["Channel-Name"])]
         if not other:
-            items.append((prefix + "Profile-Index", "1"))
+            items.append((prefix + "Profile-Index", "2" if self.transfer_source else "1"))
         c = str(self.created_us)
         items += [
             (prefix + "Profile-Created-Time", c), (prefix + "Channel-Created-Time", c),

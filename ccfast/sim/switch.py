@@ -10,6 +10,7 @@ The sequences and timings reproduce ``reference/freeswitch-integration.md`` (§2
 from __future__ import annotations
 
 import random
+import time
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -492,8 +493,9 @@ class Switch:
                 self.later(0.001, self._bridged_b_after, peer, cause)
             else:
                 self.later(self.t.hangup_propagation, self._bridged_a_after, peer, ch, cause)
-        ch.set_state("CS_REPORTING", 11)
+        self.set_state_event(ch, "CS_HANGUP", 10)
         ch.call_state = "HANGUP"
+        self.set_state_event(ch, "CS_REPORTING", 11)
         self._final_vars(ch)
         self.fire_chan("CHANNEL_HANGUP_COMPLETE", ch, C_HANGUP_DONE,
                        pre=[("Hangup-Cause", cause)])
@@ -668,6 +670,14 @@ class Switch:
     def _bridge_step1(self, a: Channel, b: Channel) -> None:
         if not (a.alive and b.alive):
             return
+        epoch = int(time.time())
+        for ch, peer, role in ((a, b, "originatee"), (b, a, "originator")):
+            ts = f"{epoch}:{new_uuid()}:uuid_br:{peer.uuid}"
+            ch.transfer_source = ts
+            ch.other, ch.other_type = peer, role
+            ch.set_vars([("transfer_history", ts), ("transfer_source", ts)])
+            ch.touch_profile()
+            ch._other_block = None
         self.interrupt_apps(a)
         if a.in_socket:
             self.leave_socket(a)
