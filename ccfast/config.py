@@ -190,6 +190,9 @@ class Config:
     database: dsnmod.DatabaseTarget
     warnings: list[ConfigWarning] = dataclasses.field(default_factory=list)
     ccfast_path: str | None = None
+    # the content when loaded from text (tests); reload() then parses it again
+    texts: tuple = dataclasses.field(default=(None, None), repr=False, compare=False)
+    origin: str = "xml"  # or "database" (config_from_db_rows)
 
     @property
     def queues(self) -> dict[str, QueueParams]:
@@ -220,7 +223,11 @@ class Config:
 
     def reload(self) -> "Config":
         """Read the same files again (``queue load``, ``agent reload``, ``tier reload``)."""
-        return load_config(self.path, self.ccfast_path)
+        if self.origin != "xml":
+            raise ConfigError(self.path, None, "this configuration came from the database; re-read it with "
+                              "config_from_db_rows (ApiState.reload_config)")
+        text, ccfast_text = self.texts
+        return load_config(self.path, self.ccfast_path, text=text, ccfast_text=ccfast_text)
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -530,7 +537,7 @@ def load_config(path: str | Path, ccfast_path: str | Path | None = None, *, text
             warnings.append(ConfigWarning(tier.where, f"tier {tier.agent}/{tier.queue}: queue {tier.queue!r} is not defined in <queues>; the tier is not added"))
     database = _database(settings, where, ccfast.db_dir, path)
     return Config(path, settings, queues, agents, tiers, ccfast, database, warnings,
-                  str(ccfast_path) if ccfast_path is not None else None)
+                  str(ccfast_path) if ccfast_path is not None else None, (text, ccfast_text))
 
 
 # -- config in the database (deployment-notes.md) ---------------------------------------------
@@ -637,7 +644,8 @@ def config_from_db_rows(queues: list[dict], agents: list[dict], tiers: list[dict
         tier_cfgs.append(tier)
 
     database = _database(settings_obj, where, db_dir or ccfast.db_dir, source)
-    return Config(source, settings_obj, queue_sources, agent_cfgs, tier_cfgs, ccfast, database, warnings)
+    return Config(source, settings_obj, queue_sources, agent_cfgs, tier_cfgs, ccfast, database, warnings,
+                  origin="database")
 
 
 # -- applying the config to a Core (§2.4-§2.6) ------------------------------------------------

@@ -203,3 +203,83 @@ def test_json_api():
     assert (ok, json.loads(text)) == (True, [])
     ok, text = call({"arguments": "queue list agents", "queue_name": "support@default"})
     assert ok and [a["name"] for a in json.loads(text)] == ["1000@default"]
+
+
+# -- with live dispatch state (real Core when available) ---------------------------------------
+
+LIVE = """<configuration name="callcenter.conf"><queues>
+<queue name="q"><param name="strategy" value="ring-all"/></queue></queues>
+<agents>
+<agent name="a1" type="callback" contact="user/a1" status="Available"/>
+<agent name="a2" type="callback" contact="user/a2" status="Available"/>
+</agents>
+<tiers><tier agent="a1" queue="q"/><tier agent="a2" queue="q"/></tiers></configuration>"""
+
+
+def live_state(text=LIVE):
+    cfg = config.load_config("live.xml", text=text)
+    core = make_core()
+    config.apply_startup(core, cfg, 100)
+    return api.ApiState(core=core, config=cfg)
+
+
+def needs_dispatch(core):
+    if not hasattr(core, "dispatch"):
+        pytest.skip("the §7.2 stand-in does not dispatch; the real Core is not built")
+
+
+def test_status_change_while_ringing_hands_cancels_to_the_service():
+    state = live_state(LIVE.replace("ring-all", "longest-idle-agent"))
+    core = state.core
+    needs_dispatch(core)
+    core.member_join("q", "m1", "s1", "100", "Bob", 100, 0, 100)
+    (offer,) = core.dispatch(100)
+    assert api.callcenter_config(state, f"agent set status {offer.agent} 'On Break'", 101) == "+OK\n"
+    assert [(c.offer_id, c.agent, c.cause) for c in state.cancels] == [(offer.offer_id, offer.agent, "ORIGINATOR_CANCEL")]
+
+
+def test_status_change_does_not_cancel_ring_all_legs():
+    # §5.10: ring strategies' member rows carry the strategy marker, not the agent
+    state = live_state()
+    core = state.core
+    needs_dispatch(core)
+    core.member_join("q", "m1", "s1", "100", "Bob", 100, 0, 100)
+    assert sorted(o.agent for o in core.dispatch(100)) == ["a1", "a2"]
+    assert api.callcenter_config(state, "agent set status a1 'On Break'", 101) == "+OK\n"
+    assert state.cancels == []
+
+
+def test_queue_list_members_and_counters_from_live_state():
+    state = live_state()
+    core = state.core
+    needs_dispatch(core)
+    core.member_join("q", "m1", "s1", "100", "", 90, 0, 100)
+    core.member_join("q", "m2", "s2", "200", "Ann", 95, 7, 105)
+    out = api.callcenter_config(state, "queue list members q", 110)
+    lines = out.split("\n")
+    assert lines[0].endswith("|state|score") and out.endswith("+OK\n")
+    # scores: m1 (110-100)+0 = 10; m2 (110-105)+7 = 12 -> m2 first
+    assert [line.split("|")[2] for line in lines[1:3]] == ["m2", "m1"]
+    assert [line.split("|")[-1] for line in lines[1:3]] == ["12", "10"]
+    assert lines[2].split("|")[5] == ""  # empty cid_name stays an empty field
+    core.member_cancel("m1", "BREAK_OUT", 111)
+    row = api.callcenter_config(state, "queue list", 111).split("\n")[1].split("|")
+    assert (row[0], row[14], row[15]) == ("q", "0", "1")  # calls_answered, calls_abandoned
+    assert api.callcenter_config(state, "queue count members q", 111) == "2\n"  # Abandoned counts too
+    # queue reload: counters restart at 0, members are kept
+    assert api.callcenter_config(state, "queue reload q", 112) == "+OK\n"
+    row = api.callcenter_config(state, "queue list", 112).split("\n")[1].split("|")
+    assert (row[14], row[15]) == ("0", "0")
+    assert api.callcenter_config(state, "queue count members q", 112) == "2\n"
+
+
+def test_agent_get_fires_the_event_with_the_key_as_typed():
+    state = live_state()
+    core = state.core
+    if not hasattr(core, "drain_events"):
+        pytest.skip("the §7.2 stand-in has no event queue; the real Core is not built")
+    core.drain_events()
+    assert api.callcenter_config(state, "agent get STATE a1", 100) == "Waiting"
+    action, headers = core.drain_events()[-1]
+    assert action == "agent-STATE-get"
+    assert list(headers)[-1] == "CC-Agent-STATE" and headers["CC-Agent-STATE"] == "Waiting"

@@ -357,3 +357,9 @@ def test_examples_load_cleanly():
     assert list(cfg.queues) == ["support@default", "sales@default", "vip@default"]
     defaults = load(BARE).ccfast
     assert cfg.ccfast == defaults  # the example shows the defaults
+
+
+def test_db_config_reload_needs_the_hook():
+    cfg = config.config_from_db_rows([], [], [], [], load(BARE).ccfast)
+    with pytest.raises(ConfigError, match="came from the database"):
+        cfg.reload()
