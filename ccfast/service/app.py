@@ -86,12 +86,11 @@ class Service:
 
     def resolve_queue(self, name: str):
         """The queue's params, loading it lazily from the config like mod_callcenter (§2.6)."""
-        params = self.core.queue_params(name)
-        if params is None and self.config is not None:
-            params = self.config.queues.get(name)
-            if params is not None:
-                self.core.queue_set(params)
-        return params
+        from ..config import resolve_queue
+
+        if resolve_queue(self.core, self.config, name):
+            return self.core.queue_params(name)
+        return None
 
     def member_left(self, session: MemberSession) -> None:
         self.members.pop(session.member_uuid, None)

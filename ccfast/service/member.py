@@ -156,7 +156,7 @@ class MemberSession:
 
     def _on_event(self, event) -> None:
         name = event.get("Event-Name")
-        if name in ("CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE"):
+        if name in ("CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE", "DISCONNECT_NOTICE"):
             self.gone = True
             self._poke()
         elif name == "DTMF":

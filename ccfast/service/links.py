@@ -1,0 +1,119 @@
+"""Adapters from ``ccfast.esl`` connections to the service's ``Box`` and ``MemberLink`` ports.
+
+``BoxLink`` owns one ``InboundClient``: it subscribes to the channel events the offers need plus
+BACKGROUND_JOB, routes each event to the watchers of its ``Unique-ID``, learns the box's Core-UUID
+(to place callers on their own box), and sends ccfast's events with ``sendevent`` from one task so
+the hot path never waits on the socket.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import trio
+
+from .. import strings as S
+from ..esl.inbound import CommandFailed, ConnectionLost, InboundClient
+from ..esl.outbound import OutboundSession
+from .router import ChannelRouter
+
+log = logging.getLogger("ccfast.links")
+
+BOX_EVENTS = (
+    "BACKGROUND_JOB", "CHANNEL_ANSWER", "CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE", "CHANNEL_HANGUP",
+    "CHANNEL_HANGUP_COMPLETE", "CHANNEL_EXECUTE_COMPLETE",
+)
+SENDEVENT_BACKLOG = 10_000
+
+
+class BoxLink:
+    """One FreeSWITCH box over inbound ESL (implements ``ports.Box``)."""
+
+    def __init__(self, name: str, host: str, port: int, password: str, *, on_reconnect=None, on_state=None) -> None:
+        self.name = name
+        self.router = ChannelRouter()
+        self.core_uuid: str | None = None
+        self.client = InboundClient(
+            host, port, password, events=BOX_EVENTS, on_reconnect=on_reconnect, on_state=on_state,
+        )
+        self._events_send, self._events_receive = trio.open_memory_channel[list](SENDEVENT_BACKLOG)
+        self.events_dropped = 0
+
+    @property
+    def up(self) -> bool:
+        return self.client.is_up
+
+    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.client.run)
+            nursery.start_soon(self._route)
+            nursery.start_soon(self._send_events)
+            task_status.started(self)
+
+    async def _route(self) -> None:
+        route = self.router.route
+        async for event in self.client.events:
+            if self.core_uuid is None:
+                self.core_uuid = event.get("Core-UUID")
+            route(event.get("Unique-ID"), event)
+
+    async def api(self, command: str) -> str:
+        return await self.client.api(command)
+
+    async def bgapi(self, command: str, job_uuid: str) -> str:
+        return await self.client.bgapi(command, job_uuid=job_uuid)
+
+    def sendevent(self, headers: list[tuple[str, str]]) -> None:
+        try:
+            self._events_send.send_nowait(headers)
+        except trio.WouldBlock:
+            self.events_dropped += 1
+
+    async def _send_events(self) -> None:
+        async for headers in self._events_receive:
+            try:
+                await self.client.sendevent("CUSTOM", headers, subclass=S.EVENT_SUBCLASS)
+            except (ConnectionLost, CommandFailed) as exc:
+                self.events_dropped += 1
+                log.debug("box %s: sendevent failed: %r", self.name, exc)
+
+
+class MemberLinkAdapter:
+    """One caller's outbound session (implements ``ports.MemberLink``)."""
+
+    def __init__(self, session: OutboundSession) -> None:
+        self.session = session
+        self.uuid = session.uuid or ""
+        self.data: dict[str, str] = dict(session.channel_data.headers.items()) if session.channel_data else {}
+
+    async def command(self, line: str) -> str:
+        if line == "resume":
+            return await self.session.resume()
+        if line == "linger":
+            return await self.session.linger()
+        if line == "myevents":
+            return await self.session.myevents()
+        raise ValueError(f"unsupported session command {line!r}")
+
+    async def execute(self, app: str, arg: str | None = None, *, event_lock: bool = False) -> str:
+        return await self.session.execute(app, arg, event_lock=event_lock)
+
+    async def api(self, command: str) -> str:
+        return await self.session.api(command)
+
+    async def next_event(self) -> Mapping[str, str]:
+        while True:
+            message = await self.session.events.get()
+            get = getattr(message, "get", None)
+            if getattr(message, "disposition", None) is not None or get is None:
+                return {"Event-Name": "DISCONNECT_NOTICE"}  # the channel is gone (linger/disconnect)
+            # keep the channel's variables current (cc_exit_keys etc. may change while waiting)
+            for name in ("variable_cc_exit_keys",):
+                value = get(name)
+                if value is not None:
+                    self.data[name] = value
+            return message
+
+    async def aclose(self) -> None:
+        await self.session.aclose()
