@@ -8,6 +8,7 @@ callers compare param *values* case-insensitively where mod_callcenter does.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import re
 from pathlib import Path
 from xml.parsers import expat
@@ -101,13 +102,38 @@ def parse_text(text: str | bytes, file: str = "<string>") -> Node:
     return roots[0]
 
 
-def parse_file(path: str | Path) -> Node:
+def parse_file(path: str | Path, _depth: int = 0) -> Node:
+    """Parse a file and splice in ``<X-PRE-PROCESS cmd="include" data="glob"/>`` files
+    (relative paths are taken from the including file's directory; an included file's
+    ``<include>`` wrapper is dropped, as FreeSWITCH does)."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise XmlError(str(path), 0, 0, f"cannot read: {exc.strerror or exc}") from None
-    return parse_text(data, str(path))
+    root = parse_text(data, str(path))
+    _splice_includes(root, path.parent, _depth)
+    return root
+
+
+def _splice_includes(node: Node, base: Path, depth: int) -> None:
+    spliced: list[Node] = []
+    for child in node.children:
+        if child.tag == "X-PRE-PROCESS" and (child.attr("cmd") or "").lower() == "include":
+            if depth > 20:
+                raise XmlError(child.file, child.line, 0, "includes nested too deeply")
+            pattern = child.attr("data") or ""
+            full = pattern if pattern.startswith("/") else str(base / pattern)
+            matches = sorted(glob.glob(full))
+            if not matches and not glob.has_magic(full):
+                raise XmlError(child.file, child.line, 0, f"included file {full} cannot be read")
+            for name in matches:
+                sub = parse_file(name, depth + 1)
+                spliced.extend(sub.children if sub.tag == "include" else [sub])
+            continue
+        _splice_includes(child, base, depth)
+        spliced.append(child)
+    node.children = spliced
 
 
 _VAR = re.compile(r"\$\$\{([^}]*)\}")

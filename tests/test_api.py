@@ -22,7 +22,7 @@ def make_core():
     try:
         from ccfast._core import Core
     except ImportError:
-        from api_fakecore import FakeCore as Core
+        from .api_fakecore import FakeCore as Core
     return Core()
 
 

@@ -7,7 +7,7 @@ import pytest
 from ccfast import config
 from ccfast.config import ConfigError, load_config
 
-from test_api import make_core
+from .test_api import make_core
 
 BODY = """
   <settings>
@@ -363,3 +363,18 @@ def test_db_config_reload_needs_the_hook():
     cfg = config.config_from_db_rows([], [], [], [], load(BARE).ccfast)
     with pytest.raises(ConfigError, match="came from the database"):
         cfg.reload()
+
+
+def test_x_pre_process_include(tmp_path):
+    (tmp_path / "agents").mkdir()
+    (tmp_path / "agents" / "a.xml").write_text('<include>\n<agent name="a1" type="callback"/>\n</include>')
+    (tmp_path / "agents" / "b.xml").write_text('<agent name="b1" type="callback" status="nope"/>')
+    main = tmp_path / "callcenter.conf.xml"
+    main.write_text('<configuration name="callcenter.conf"><agents>\n'
+                    '<X-PRE-PROCESS cmd="include" data="agents/*.xml"/>\n</agents></configuration>')
+    cfg = load_config(main)
+    assert [a.name for a in cfg.agents] == ["a1", "b1"]
+    assert str(cfg.warnings[0]).startswith(f"{tmp_path}/agents/b.xml:1: agent b1: status 'nope'")
+    main.write_text('<configuration name="callcenter.conf">\n<X-PRE-PROCESS cmd="include" data="missing.xml"/></configuration>')
+    with pytest.raises(ConfigError, match=r"callcenter.conf.xml:2: .*missing.xml cannot be read"):
+        load_config(main)
