@@ -1,0 +1,2056 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The dispatch core: all of mod_callcenter's dispatch state and decisions, pure and clock-injected.
+
+Contract: docs/core-contract.md (API, tie-breaks) and the reference mod_callcenter.md (§ numbers
+below). Every method that depends on time takes ``now`` (epoch seconds); nothing here reads a
+clock, does I/O or awaits. Row changes are recorded in a journal (``drain_journal``) and CC events
+in an event record (``drain_events``); the service carries them out.
+
+Indexes (why a decision is O(log n + skipped)):
+  * per queue, the *candidate* tiers (agent status exactly Available / On Break / On Demand, §4.3)
+    in a sorted list keyed by the queue strategy's sort keys + agent name; union strategies
+    (top-down, round-robin) find their part boundaries by bisection;
+  * per queue, its dispatchable members sorted by the static part of the §4.1 score
+    (joined_epoch - base_score - skill_score, seq): score DESC == that key ASC, whatever ``now``;
+  * the set of agents that could take an offer (state Waiting, status Available/On Demand, no live
+    offer). A pass only walks members of queues where such an agent has an offerable tier, merged in
+    global score order, and stops walking a queue as soon as none is left for it; everything a
+    pass does to the other members (no-agent bookkeeping, top-down wrap, ring Trying, strategy
+    change tracking) is applied per queue without visiting each member.
+"""
+
+from bisect import bisect_left, bisect_right, insort
+from heapq import heapify, heappop, heappush
+
+from ccfast import strings as S
+from ccfast.params import atoi
+
+# ---------------------------------------------------------------------------------------------
+# interned interface strings (from ccfast.strings)
+cdef str SINGLE_BOX = S.SINGLE_BOX
+cdef str ST_AVAILABLE = S.STATUS_AVAILABLE
+cdef str ST_ON_DEMAND = S.STATUS_AVAILABLE_ON_DEMAND
+cdef str ST_ON_BREAK = S.STATUS_ON_BREAK
+cdef str ST_LOGGED_OUT = S.STATUS_LOGGED_OUT
+cdef str AS_WAITING = S.STATE_WAITING
+cdef str AS_RECEIVING = S.STATE_RECEIVING
+cdef str AS_IN_CALL = S.STATE_IN_A_QUEUE_CALL
+cdef str AS_IDLE = S.STATE_IDLE
+cdef str AS_RESERVED = S.STATE_RESERVED
+cdef str TS_READY = S.TIER_READY
+cdef str TS_NO_ANSWER = S.TIER_NO_ANSWER
+cdef str TS_OFFERING = S.TIER_OFFERING
+cdef str TS_ACTIVE = S.TIER_ACTIVE_INBOUND
+cdef str TS_STANDBY = S.TIER_STANDBY
+cdef str MS_WAITING = S.MEMBER_WAITING
+cdef str MS_TRYING = S.MEMBER_TRYING
+cdef str MS_ANSWERED = S.MEMBER_ANSWERED
+cdef str MS_ABANDONED = S.MEMBER_ABANDONED
+cdef str RING_ALL = S.RING_ALL
+cdef str RING_PROG = S.RING_PROGRESSIVELY
+cdef str LOW_WAITING = S.STATE_WAITING.lower()
+cdef str LOW_READY = S.TIER_READY.lower()
+cdef str LOW_NO_ANSWER = S.TIER_NO_ANSWER.lower()
+cdef str LOW_ON_BREAK = S.STATUS_ON_BREAK.lower()
+cdef str LOW_SINGLE_BOX = S.SINGLE_BOX.lower()
+cdef str LOW_ON_DEMAND = S.STATUS_AVAILABLE_ON_DEMAND.lower()
+cdef str LOW_AVAILABLE = S.STATUS_AVAILABLE.lower()
+cdef str LOW_RECEIVING = S.STATE_RECEIVING.lower()
+cdef str LOW_UUID_STANDBY = S.TYPE_UUID_STANDBY.lower()
+cdef tuple CANDIDATE = S.CANDIDATE_STATUSES
+cdef tuple AGENT_INT_COLS = (
+    "max_no_answer", "wrap_up_time", "reject_delay_time", "busy_delay_time", "no_answer_delay_time",
+    "last_bridge_start", "last_bridge_end", "last_offered_call", "last_status_change",
+    "no_answer_count", "calls_answered", "talk_time", "ready_time", "external_calls_count",
+)
+cdef tuple MEMBER_INT_COLS = (
+    "system_epoch", "joined_epoch", "rejoined_epoch", "bridge_epoch", "abandoned_epoch",
+    "base_score", "skill_score",
+)
+
+# strategy codes
+cdef enum:
+    K_LIA = 0
+    K_RR = 1
+    K_TD = 2
+    K_LTT = 3
+    K_FC = 4
+    K_SEQ = 5
+    K_RANDOM = 6
+    K_RINGALL = 7
+    K_RINGPROG = 8
+
+cdef dict _STRATEGY_CODES = {
+    S.LONGEST_IDLE_AGENT: K_LIA, S.ROUND_ROBIN: K_RR, S.TOP_DOWN: K_TD,
+    S.AGENT_WITH_LEAST_TALK_TIME: K_LTT, S.AGENT_WITH_FEWEST_CALLS: K_FC,
+    S.SEQUENTIALLY_BY_AGENT_ORDER: K_SEQ, S.RANDOM: K_RANDOM, S.RING_ALL: K_RINGALL,
+    S.RING_PROGRESSIVELY: K_RINGPROG,
+}
+
+# offer phases
+cdef enum:
+    P_RINGING = 0
+    P_ANSWERED = 1
+    P_BRIDGED = 2
+    P_DONE = 3
+
+cdef inline str _low(object value):
+    """C strcasecmp helper: lower-cased text, NULL as ''."""
+    if value is None:
+        return ""
+    return (<str>value).lower()
+
+cdef inline int _scode(object strategy):
+    """The strategy as the C code compares it; unknown names fall back to sequential (§4.3)."""
+    return _STRATEGY_CODES.get(_low(strategy), K_SEQ)
+
+cdef inline str _s(object value):
+    """Event header text: None stays None (the header is then omitted)."""
+    if value is None:
+        return None
+    return str(value)
+
+
+class CoreError(Exception):
+    """An API-level refusal; ``str(exc)`` is the exact text after ``-ERR `` (§7.2)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# rows
+
+
+cdef class Agent:
+    """One ``agents`` row plus the core's links (tiers by queue name, live offer)."""
+    cdef public object name, instance_id, uuid, type, contact, status, state
+    cdef public long long max_no_answer, wrap_up_time, reject_delay_time, busy_delay_time
+    cdef public long long no_answer_delay_time, last_bridge_start, last_bridge_end
+    cdef public long long last_offered_call, last_status_change, no_answer_count, calls_answered
+    cdef public long long talk_time, ready_time, external_calls_count
+    cdef public dict tiers
+    cdef public Offer offer
+    cdef public bint deleted, in_free
+    cdef public list hot_queues
+    cdef public long long hot_pass
+
+    def row(self):
+        return {
+            "name": self.name, "instance_id": self.instance_id, "uuid": self.uuid, "type": self.type,
+            "contact": self.contact, "status": self.status, "state": self.state,
+            "max_no_answer": self.max_no_answer, "wrap_up_time": self.wrap_up_time,
+            "reject_delay_time": self.reject_delay_time, "busy_delay_time": self.busy_delay_time,
+            "no_answer_delay_time": self.no_answer_delay_time,
+            "last_bridge_start": self.last_bridge_start, "last_bridge_end": self.last_bridge_end,
+            "last_offered_call": self.last_offered_call, "last_status_change": self.last_status_change,
+            "no_answer_count": self.no_answer_count, "calls_answered": self.calls_answered,
+            "talk_time": self.talk_time, "ready_time": self.ready_time,
+            "external_calls_count": self.external_calls_count,
+        }
+
+
+cdef class Tier:
+    """One ``tiers`` row. ``key`` is its entry in the queue's candidate index (or None)."""
+    cdef public object queue, agent_name, state
+    cdef public long long level, position
+    cdef public Agent agent
+    cdef public object key
+    cdef public Queue kq  # the queue whose index holds ``key``
+
+    def row(self):
+        return {"queue": self.queue, "agent": self.agent_name, "state": self.state,
+                "level": self.level, "position": self.position}
+
+
+cdef class Member:
+    """One ``members`` row plus what mod_callcenter keeps on the member channel and app."""
+    cdef public object queue, instance_id, uuid, session_uuid, cid_number, cid_name
+    cdef public object serving_agent, serving_system, state
+    cdef public long long system_epoch, joined_epoch, rejoined_epoch, bridge_epoch
+    cdef public long long abandoned_epoch, base_score, skill_score
+    cdef public long long seq
+    # channel variables (§8.3): top-down pointer, ring-progressively last offer, cc_agent_found
+    cdef public long long td_level, td_pos, last_originated, td_skip
+    cdef public bint has_loc, agent_found
+    # member app (§3.3/§3.4): in the wait loop since t_called; a timeout was reported
+    cdef public bint in_app, reported, deleted, counted
+    cdef public long long t_called
+    cdef public object mkey, akey, tdkey, abkey
+    cdef public Queue mq  # queue whose member index holds mkey
+    cdef public list offers
+
+    def row(self):
+        return {
+            "queue": self.queue, "instance_id": self.instance_id, "uuid": self.uuid,
+            "session_uuid": self.session_uuid, "cid_number": self.cid_number, "cid_name": self.cid_name,
+            "system_epoch": self.system_epoch, "joined_epoch": self.joined_epoch,
+            "rejoined_epoch": self.rejoined_epoch, "bridge_epoch": self.bridge_epoch,
+            "abandoned_epoch": self.abandoned_epoch, "base_score": self.base_score,
+            "skill_score": self.skill_score, "serving_agent": self.serving_agent,
+            "serving_system": self.serving_system, "state": self.state,
+        }
+
+
+cdef class Queue:
+    """A loaded queue: params, in-memory counters (§2.3) and its indexes."""
+    cdef public object params, name, strategy
+    cdef public int code
+    cdef public long long calls_answered, calls_abandoned, last_agent_exist, last_agent_exist_check
+    cdef public list idx       # candidate tiers: (k0, k1, k2, agent name, tier), sorted
+    cdef public list members   # dispatchable members: (joined - base - skill, seq, member), sorted
+    cdef public list inapp     # members in the wait loop: (t_called, seq, member), sorted
+    cdef public list td_ptrs   # top-down members with a pointer: (level, position, seq, member)
+    cdef public bint rr_valid
+    cdef public long long rr_loc
+    cdef public object rr_name
+    cdef public long long hot, hot_pass
+
+    cdef inline bint ring(self):
+        return self.code == K_RINGALL or self.code == K_RINGPROG
+
+
+# ---------------------------------------------------------------------------------------------
+# results handed to the service
+
+
+cdef class Offer:
+    """One agent leg to originate (§5.1 snapshot)."""
+    cdef readonly long long offer_id, level, position, joined_epoch, created
+    cdef readonly object queue, member_uuid, member_session_uuid, agent, agent_type, agent_contact
+    cdef readonly object agent_uuid, agent_system, strategy, cid_number, cid_name
+    cdef Member m
+    cdef Agent a
+    cdef object snap_status, no_answer_status
+    cdef long long snap_nac, snap_max_no_answer, snap_reject, snap_busy, snap_noans
+    cdef long long answered_time
+    cdef object answered_uuid
+    cdef int phase
+
+    @property
+    def phase_name(self):
+        return ("ringing", "answered", "bridged", "done")[self.phase]
+
+    def __repr__(self):
+        return (f"Offer(#{self.offer_id} {self.queue} member={self.member_uuid} agent={self.agent} "
+                f"level={self.level} position={self.position} {self.phase_name})")
+
+
+cdef class Cancel:
+    """A ringing agent leg to hang up with ``cause``."""
+    cdef readonly long long offer_id
+    cdef readonly object member_uuid, agent, cause
+
+    def __init__(self, offer_id, member_uuid, agent, cause):
+        self.offer_id = offer_id
+        self.member_uuid = member_uuid
+        self.agent = agent
+        self.cause = cause
+
+    def __repr__(self):
+        return f"Cancel(#{self.offer_id} {self.member_uuid} {self.agent} {self.cause})"
+
+    def __eq__(self, other):
+        if not isinstance(other, Cancel):
+            return NotImplemented
+        return (self.offer_id, self.member_uuid, self.agent, self.cause) == (
+            (<Cancel>other).offer_id, (<Cancel>other).member_uuid, (<Cancel>other).agent,
+            (<Cancel>other).cause)
+
+
+cdef class Timeout:
+    """A member the watchdog (§3.4) ends: reason TIMEOUT or NO_AGENT_TIMEOUT."""
+    cdef readonly object member_uuid, session_uuid, queue, reason
+
+    def __init__(self, member_uuid, session_uuid, queue, reason):
+        self.member_uuid = member_uuid
+        self.session_uuid = session_uuid
+        self.queue = queue
+        self.reason = reason
+
+    def __repr__(self):
+        return f"Timeout({self.member_uuid} {self.queue} {self.reason})"
+
+
+cdef class Join:
+    """Result of ``member_join``."""
+    cdef readonly object member_uuid
+    cdef readonly bint resumed
+    cdef readonly long long joined_epoch
+
+    def __init__(self, member_uuid, resumed, joined_epoch):
+        self.member_uuid = member_uuid
+        self.resumed = resumed
+        self.joined_epoch = joined_epoch
+
+    def __repr__(self):
+        return f"Join({self.member_uuid} resumed={self.resumed} joined={self.joined_epoch})"
+
+
+cdef class Answer:
+    """Result of ``offer_answered``: whether this leg won, and the other legs to hang up."""
+    cdef readonly bint won
+    cdef readonly list cancel
+
+    def __init__(self, won, cancel):
+        self.won = won
+        self.cancel = cancel
+
+    def __repr__(self):
+        return f"Answer(won={self.won} cancel={self.cancel})"
+
+
+cdef struct Walk:
+    long long tier
+    long long count
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+cdef class Core:
+    """All dispatch state and decisions. See docs/core-contract.md for the API contract."""
+    cdef readonly object instance_id
+    cdef readonly bint reserve_agents
+    cdef unsigned long long _rng
+    cdef dict _queues, _agents, _tiers, _orphan_tiers, _members, _offers, _abandoned
+    cdef set _free
+    cdef list _journal, _events, _pending, _pending_next, _orphans, _discard_heap, _rp_heap
+    cdef long long _seq, _offer_seq, _pass_id, _last_now
+    cdef bint _in_pass
+    cdef list _deferred_members
+    cdef set _deferred_agents
+    cdef dict _count_wt
+
+    def __init__(self, instance_id=S.SINGLE_BOX, reserve_agents=False, seed=0):
+        self.instance_id = instance_id
+        self.reserve_agents = bool(reserve_agents)
+        self._rng = (<unsigned long long>seed * 6364136223846793005ULL + 1442695040888963407ULL) or 88172645463325252ULL
+        self._queues = {}
+        self._agents = {}
+        self._tiers = {}          # queue name -> {agent name: Tier} (every tiers row)
+        self._orphan_tiers = {}   # agent name -> {queue name: Tier} for tiers without an agent row
+        self._members = {}        # uuid -> Member
+        self._offers = {}         # offer id -> live Offer
+        self._abandoned = {}      # (queue, cid_number) -> {seq: Member} Abandoned rows (resume)
+        self._free = set()
+        self._journal = []
+        self._events = []
+        self._pending = []        # members to normalise at the next pass (§4.2 steps 4, 6)
+        self._pending_next = []
+        self._orphans = []        # members whose queue is unknown (deleted by the next pass)
+        self._discard_heap = []   # (due, seq, member)
+        self._rp_heap = []        # (gate end, seq, member) ring-progressively
+        self._seq = 0
+        self._offer_seq = 0
+        self._pass_id = 0
+        self._last_now = 0
+        self._in_pass = False
+        self._deferred_members = []
+        self._deferred_agents = set()
+        self._count_wt = {}
+
+    # =========================================================================================
+    # small helpers: journal, events, rng
+
+    cdef inline void _j(self, str table, str op, tuple key, dict cols):
+        self._journal.append((table, op, key, cols))
+
+    cdef void _ja(self, Agent a, dict cols):
+        if not a.deleted:
+            self._journal.append(("agents", "update", (a.name,), cols))
+
+    cdef void _jt(self, Tier t, dict cols):
+        self._journal.append(("tiers", "update", (t.queue, t.agent_name), cols))
+
+    cdef void _jm(self, Member m, dict cols):
+        if not m.deleted:
+            self._journal.append(("members", "update", (m.uuid,), cols))
+
+    cdef void _ev(self, str action, list pairs):
+        """Record a CC event; headers with a NULL or empty value are omitted (§6.1)."""
+        cdef dict headers = {}
+        for name, value in pairs:
+            if name == "CC-Action":
+                headers[name] = action
+            elif value is not None and value != "":
+                headers[name] = str(value)
+        self._events.append((action, headers))
+
+    cdef unsigned long long _rand(self):
+        cdef unsigned long long x = self._rng
+        x ^= x << 13
+        x ^= x >> 7
+        x ^= x << 17
+        self._rng = x
+        return x
+
+    cdef void _touch(self, long long now):
+        if now > self._last_now:
+            self._last_now = now
+
+    # =========================================================================================
+    # index maintenance
+
+    cdef tuple _tkey(self, Tier t, Queue q):
+        cdef Agent a = t.agent
+        cdef int code = q.code
+        if code == K_LIA:
+            return (t.level, a.last_bridge_end, t.position, a.name, t)
+        if code == K_LTT:
+            return (t.level, a.talk_time, t.position, a.name, t)
+        if code == K_FC:
+            return (t.level, a.calls_answered, t.position, a.name, t)
+        if code == K_RINGALL or code == K_RINGPROG or code == K_RANDOM:
+            return (t.level, t.position, 0, a.name, t)
+        return (t.level, t.position, a.last_offered_call, a.name, t)
+
+    cdef void _tindex(self, Tier t):
+        """Put the tier in (or out of) its queue's candidate index with its current key."""
+        cdef Queue q
+        cdef Py_ssize_t i
+        if self._in_pass and t.agent is not None:
+            self._deferred_agents.add(t.agent)
+            return
+        if t.key is not None:
+            q = t.kq
+            i = bisect_left(q.idx, t.key)
+            if i < len(q.idx) and q.idx[i] is t.key:
+                del q.idx[i]
+            else:  # defensive: identity lookup
+                q.idx.remove(t.key)
+            t.key = None
+            t.kq = None
+        q = self._queues.get(t.queue)
+        if q is None or t.agent is None or t.agent.deleted:
+            return
+        if t.agent.status not in CANDIDATE:
+            return
+        t.key = self._tkey(t, q)
+        t.kq = q
+        insort(q.idx, t.key)
+
+    cdef void _reindex_agent(self, Agent a):
+        for t in a.tiers.values():
+            self._tindex(<Tier>t)
+
+    cdef void _async(self, Agent a):
+        """Keep the set of agents that could take an offer (time checks are done at the pass)."""
+        cdef bint free = (not a.deleted and a.offer is None
+                          and (a.state == AS_WAITING or _low(a.state) == LOW_WAITING)
+                          and (a.status == ST_AVAILABLE or a.status == ST_ON_DEMAND)
+                          and (a.instance_id == SINGLE_BOX or _low(a.instance_id) == LOW_SINGLE_BOX))
+        if free and not a.in_free:
+            self._free.add(a)
+            a.in_free = True
+        elif not free and a.in_free:
+            self._free.discard(a)
+            a.in_free = False
+
+    cdef void _rr_update(self, Agent a):
+        """The agent's last_offered_call changed: keep each queue's round-robin pointer cache."""
+        cdef Queue q
+        for qname in a.tiers:
+            q = self._queues.get(qname)
+            if q is None or not q.rr_valid:
+                continue
+            if a.last_offered_call > q.rr_loc or (a.last_offered_call == q.rr_loc and q.rr_name is not None
+                                                  and a.name < q.rr_name):
+                q.rr_loc = a.last_offered_call
+                q.rr_name = a.name
+            elif a.name == q.rr_name:
+                q.rr_valid = False
+
+    cdef Tier _rr_pointer(self, Queue q):
+        """§4.3 round-robin: the tier in Q of the agent with the largest last_offered_call > 0
+        (ties: smallest name), any status."""
+        cdef Tier t
+        cdef Agent a
+        cdef dict tiers
+        if not q.rr_valid:
+            q.rr_loc = 0
+            q.rr_name = None
+            tiers = self._tiers.get(q.name)
+            if tiers:
+                for t in tiers.values():
+                    a = t.agent
+                    if a is None or a.deleted:
+                        continue
+                    if a.last_offered_call > q.rr_loc or (a.last_offered_call == q.rr_loc and q.rr_name is not None
+                                                          and a.name < q.rr_name):
+                        if a.last_offered_call > 0:
+                            q.rr_loc = a.last_offered_call
+                            q.rr_name = a.name
+            q.rr_valid = True
+        if q.rr_name is None or q.rr_loc <= 0:
+            return None
+        tiers = self._tiers.get(q.name)
+        return tiers.get(q.rr_name) if tiers else None
+
+    cdef bint _selectable(self, Member m, Queue q):
+        """Selected by the member query (§4.1): Waiting, or ring-marker Trying, on this box."""
+        if q is None or m.deleted or m.instance_id != self.instance_id:
+            return False
+        if m.state == MS_WAITING:
+            return True
+        return m.state == MS_TRYING and (m.serving_agent == RING_ALL or m.serving_agent == RING_PROG)
+
+    cdef void _msync(self, Member m):
+        """Re-derive every index a member belongs to from its fields."""
+        cdef Queue q = self._queues.get(m.queue)
+        cdef bint sel = self._selectable(m, q)
+        cdef bint counted = (not m.deleted) and (m.state == MS_WAITING or m.state == MS_TRYING)
+        cdef tuple key
+        cdef object ab
+        if counted != m.counted:
+            self._count_wt[m.queue] = self._count_wt.get(m.queue, 0) + (1 if counted else -1)
+            m.counted = counted
+        # dispatch order index
+        if sel and m.mkey is None:
+            m.mkey = (m.joined_epoch - m.base_score - m.skill_score, m.seq, m)
+            m.mq = q
+            insort(q.members, m.mkey)
+        elif not sel and m.mkey is not None:
+            if self._in_pass:
+                self._deferred_members.append((m.mq, m.mkey))
+            else:
+                self._remove_sorted(m.mq.members, m.mkey)
+            m.mkey = None
+            m.mq = None
+        # top-down pointers of dispatchable members
+        if m.tdkey is not None:
+            q2 = self._queues.get(m.queue)
+            if q2 is not None:
+                self._remove_sorted((<Queue>q2).td_ptrs, m.tdkey)
+            m.tdkey = None
+        if sel and q.code == K_TD and (m.td_level != 0 or m.td_pos != 0):
+            m.tdkey = (m.td_level, m.td_pos, m.seq, m)
+            insort(q.td_ptrs, m.tdkey)
+        # member app timers
+        in_timers = (q is not None and m.in_app and not m.reported and not m.deleted
+                     and (m.state == MS_WAITING or m.state == MS_TRYING))
+        if in_timers and m.akey is None:
+            m.akey = (m.t_called, m.seq, m)
+            insort(q.inapp, m.akey)
+        elif not in_timers and m.akey is not None:
+            q3 = self._queues.get(m.queue)
+            if q3 is not None:
+                self._remove_sorted((<Queue>q3).inapp, m.akey)
+            m.akey = None
+        # Abandoned rows: resume lookup and discard timer
+        ab = (m.queue, m.cid_number) if (m.state == MS_ABANDONED and not m.deleted) else None
+        if m.abkey is not None and m.abkey != ab:
+            d = self._abandoned.get(m.abkey)
+            if d is not None:
+                d.pop(m.seq, None)
+                if not d:
+                    del self._abandoned[m.abkey]
+            m.abkey = None
+        if ab is not None and m.abkey is None:
+            self._abandoned.setdefault(ab, {})[m.seq] = m
+            m.abkey = ab
+            if q is not None:
+                heappush(self._discard_heap, (self._discard_due(m, q), m.seq, m))
+        if q is None and not m.deleted and (sel or m.state == MS_ABANDONED or m.state == MS_WAITING
+                                            or m.state == MS_TRYING):
+            self._orphans.append(m)
+
+    cdef void _remove_sorted(self, list lst, object key):
+        cdef Py_ssize_t i = bisect_left(lst, key)
+        if i < len(lst) and lst[i] is key:
+            del lst[i]
+        else:
+            try:
+                lst.remove(key)
+            except ValueError:
+                pass
+
+    cdef long long _discard_due(self, Member m, Queue q):
+        cdef long long epoch = m.abandoned_epoch if m.abandoned_epoch else m.joined_epoch
+        return epoch + q.params.discard_abandoned_after + 1
+
+    cdef void _set_mstate(self, Member m, object state, dict cols):
+        m.state = state
+        cols["state"] = state
+
+    # =========================================================================================
+    # queues
+
+    def queue_set(self, params):
+        """Add or replace a queue (like `queue load`/`reload`: in-memory counters restart at 0).
+        Members are kept; a strategy change is tracked on the next pass (§4.2 step 4)."""
+        cdef Queue q = self._queues.get(params.name)
+        cdef Member m
+        cdef Tier t
+        if q is None:
+            q = Queue()
+            q.name = params.name
+            q.idx = []
+            q.members = []
+            q.inapp = []
+            q.td_ptrs = []
+            self._queues[params.name] = q
+        q.params = params
+        q.strategy = params.strategy
+        q.code = _scode(params.strategy)
+        q.calls_answered = 0
+        q.calls_abandoned = 0
+        q.last_agent_exist = 0
+        q.last_agent_exist_check = 0
+        q.rr_valid = False
+        # rebuild the candidate index for the (possibly new) strategy
+        for entry in q.idx:
+            (<Tier>entry[4]).key = None
+            (<Tier>entry[4]).kq = None
+        q.idx = []
+        tiers = self._tiers.get(params.name)
+        if tiers:
+            for t in tiers.values():
+                self._tindex(t)
+        for m in list(self._members.values()):
+            if m.queue == params.name:
+                self._msync(m)
+                if m.state == MS_WAITING or m.state == MS_TRYING:
+                    self._pending.append(m)
+                if m.state == MS_ABANDONED:
+                    heappush(self._discard_heap, (self._discard_due(m, q), m.seq, m))
+                if m.has_loc:
+                    heappush(self._rp_heap, (m.last_originated + self._rp_delay(q), m.seq, m))
+
+    def queue_remove(self, name):
+        """Unload a queue. Its Waiting/Abandoned/ring rows are deleted by the next pass (§4.2 step 1)."""
+        cdef Queue q = self._queues.pop(name, None)
+        cdef Member m
+        if q is None:
+            return
+        for entry in q.idx:
+            (<Tier>entry[4]).key = None
+            (<Tier>entry[4]).kq = None
+        q.idx = []
+        for m in list(self._members.values()):
+            if m.queue == name:
+                if m.mkey is not None:
+                    m.mkey = None
+                    m.mq = None
+                m.tdkey = None
+                m.akey = None
+                self._msync(m)
+        q.members = []
+        q.td_ptrs = []
+        q.inapp = []
+
+    def queue_params(self, name):
+        cdef Queue q = self._queues.get(name)
+        return None if q is None else q.params
+
+    def queue_names(self):
+        return sorted(self._queues)
+
+    def queue_counters(self, name):
+        """(calls_answered, calls_abandoned) of a loaded queue."""
+        cdef Queue q = self._queues.get(name)
+        if q is None:
+            raise CoreError("Queue not found!")
+        return (q.calls_answered, q.calls_abandoned)
+
+    def queue_agent_exist(self, name):
+        """(last_agent_exist, last_agent_exist_check) of §4.7 for a loaded queue."""
+        cdef Queue q = self._queues.get(name)
+        if q is None:
+            raise CoreError("Queue not found!")
+        return (q.last_agent_exist, q.last_agent_exist_check)
+
+    # =========================================================================================
+    # rows in / out
+
+    def load_rows(self, table, rows):
+        """Append rows as given (restart recovery, tests); missing columns take the DDL default.
+        Nothing is journaled. Duplicate agent names, tier pairs or member uuids are refused."""
+        cols = S.TABLE_COLUMNS.get(table)
+        if cols is None:
+            raise ValueError(f"unknown table {table!r}; expected one of {', '.join(S.TABLE_COLUMNS)}")
+        for row in rows:
+            unknown = set(row) - set(cols)
+            if unknown:
+                raise ValueError(f"unknown column(s) for {table}: {', '.join(sorted(unknown))}")
+            if table == "agents":
+                self._load_agent(row)
+            elif table == "tiers":
+                self._load_tier(row)
+            else:
+                self._load_member(row)
+
+    cdef Agent _new_agent(self, object name):
+        cdef Agent a = Agent()
+        a.name = name
+        a.tiers = {}
+        a.hot_queues = []
+        return a
+
+    cdef void _attach_agent(self, Agent a):
+        cdef Tier t
+        self._agents[a.name] = a
+        orphans = self._orphan_tiers.pop(a.name, None)
+        if orphans:
+            for t in orphans.values():
+                t.agent = a
+                a.tiers[t.queue] = t
+                self._tindex(t)
+                q = self._queues.get(t.queue)
+                if q is not None:
+                    (<Queue>q).rr_valid = False
+        self._async(a)
+
+    cdef void _load_agent(self, dict row):
+        name = row.get("name")
+        if name in self._agents:
+            raise ValueError(f"duplicate agent {name!r}")
+        cdef Agent a = self._new_agent(name)
+        a.instance_id = row.get("instance_id")
+        a.uuid = row.get("uuid")
+        a.type = row.get("type")
+        a.contact = row.get("contact")
+        a.status = row.get("status")
+        a.state = row.get("state")
+        for c in AGENT_INT_COLS:
+            setattr(a, c, int(row.get(c) or 0))
+        self._attach_agent(a)
+
+    cdef void _load_tier(self, dict row):
+        cdef Tier t = Tier()
+        t.queue = row.get("queue")
+        t.agent_name = row.get("agent")
+        t.state = row.get("state")
+        t.level = int(row.get("level", 1) if row.get("level") is not None else 1)
+        t.position = int(row.get("position", 1) if row.get("position") is not None else 1)
+        self._add_tier(t)
+
+    cdef void _add_tier(self, Tier t):
+        tiers = self._tiers.setdefault(t.queue, {})
+        if t.agent_name in tiers:
+            raise ValueError(f"duplicate tier {t.queue!r}/{t.agent_name!r}")
+        tiers[t.agent_name] = t
+        cdef Agent a = self._agents.get(t.agent_name)
+        if a is None:
+            self._orphan_tiers.setdefault(t.agent_name, {})[t.queue] = t
+        else:
+            t.agent = a
+            a.tiers[t.queue] = t
+            self._tindex(t)
+        q = self._queues.get(t.queue)
+        if q is not None:
+            (<Queue>q).rr_valid = False
+
+    cdef void _load_member(self, dict row):
+        uuid = row.get("uuid", "")
+        if uuid in self._members:
+            raise ValueError(f"duplicate member uuid {uuid!r}")
+        cdef Member m = Member()
+        m.queue = row.get("queue")
+        m.instance_id = row.get("instance_id")
+        m.uuid = uuid
+        m.session_uuid = row.get("session_uuid", "")
+        m.cid_number = row.get("cid_number")
+        m.cid_name = row.get("cid_name")
+        for c in MEMBER_INT_COLS:
+            setattr(m, c, int(row.get(c) or 0))
+        m.serving_agent = row.get("serving_agent")
+        m.serving_system = row.get("serving_system")
+        m.state = row.get("state")
+        self._seq += 1
+        m.seq = self._seq
+        m.offers = []
+        # a re-adopted waiting member is in the wait loop since it (re)joined
+        m.in_app = m.state == MS_WAITING or m.state == MS_TRYING
+        m.t_called = m.rejoined_epoch or m.joined_epoch
+        self._members[uuid] = m
+        self._msync(m)
+        if m.state == MS_WAITING or m.state == MS_TRYING:
+            self._pending.append(m)
+
+    def rows(self, table):
+        """All rows as dicts: agents by name, tiers by (queue, agent), members by creation order."""
+        if table == "agents":
+            return [(<Agent>self._agents[n]).row() for n in sorted(self._agents)]
+        if table == "tiers":
+            out = []
+            for qn in sorted(self._tiers, key=lambda x: (x is not None, x or "")):
+                tiers = self._tiers[qn]
+                for an in sorted(tiers, key=lambda x: (x is not None, x or "")):
+                    out.append((<Tier>tiers[an]).row())
+            return out
+        if table == "members":
+            return [(<Member>m).row() for m in sorted(self._members.values(), key=lambda x: (<Member>x).seq)]
+        raise ValueError(f"unknown table {table!r}; expected one of {', '.join(S.TABLE_COLUMNS)}")
+
+    # =========================================================================================
+    # callcenter_config agent / tier commands (§7.2)
+
+    cdef Agent _agent(self, object name):
+        a = self._agents.get(name)
+        if a is None:
+            raise CoreError("Agent not found!")
+        return <Agent>a
+
+    def agent_add(self, name, type, now):
+        """`agent add`: status Logged Out, state Waiting, instance single_box; event agent-add."""
+        self._touch(now)
+        if name in self._agents:
+            raise CoreError("Agent already exist!")
+        if S.canonical(type or "", S.AGENT_TYPES) is None:
+            raise CoreError("Agent type invalid!")
+        cdef Agent a = self._new_agent(name)
+        a.instance_id = SINGLE_BOX
+        a.type = type
+        a.status = ST_LOGGED_OUT
+        a.state = AS_WAITING
+        self._attach_agent(a)
+        self._j("agents", "insert", (name,), a.row())
+        self._ev(S.ACTION_AGENT_ADD, [("CC-Agent", name), ("CC-Agent-Type", type), ("CC-Action", None)])
+
+    def agent_del(self, name):
+        """`agent del`: delete the agent row and all its tiers (no existence check, no event)."""
+        cdef Agent a = self._agents.pop(name, None)
+        cdef Tier t
+        if a is not None:
+            self._bookkeep_queues(a, self._last_now)
+            a.deleted = True
+            self._async(a)
+            for t in list(a.tiers.values()):
+                self._drop_tier(t)
+            self._j("agents", "delete", (name,), {})
+        orphans = self._orphan_tiers.pop(name, None)
+        if orphans:
+            for t in list(orphans.values()):
+                self._drop_tier(t)
+
+    cdef void _drop_tier(self, Tier t):
+        cdef Queue q
+        if t.key is not None:
+            q = t.kq
+            self._remove_sorted(q.idx, t.key)
+            t.key = None
+            t.kq = None
+        tiers = self._tiers.get(t.queue)
+        if tiers is not None and tiers.get(t.agent_name) is t:
+            del tiers[t.agent_name]
+            if not tiers:
+                del self._tiers[t.queue]
+        if t.agent is not None and t.agent.tiers.get(t.queue) is t:
+            del t.agent.tiers[t.queue]
+        orphans = self._orphan_tiers.get(t.agent_name)
+        if orphans is not None and orphans.get(t.queue) is t:
+            del orphans[t.queue]
+            if not orphans:
+                del self._orphan_tiers[t.agent_name]
+        q2 = self._queues.get(t.queue)
+        if q2 is not None:
+            (<Queue>q2).rr_valid = False
+        self._j("tiers", "delete", (t.queue, t.agent_name), {})
+
+    def agent_set(self, key, name, value, now):
+        """`agent set <key> <name> <value>` with the module's checks, side effects and events.
+        Returns the ringing legs to hang up (status changes, §5.10)."""
+        self._touch(now)
+        cdef Agent a = self._agent(name)
+        cdef str k = _low(key)
+        cdef long long n
+        if k == "status":
+            if S.canonical(value or "", S.AGENT_STATUSES) is None:
+                raise CoreError("Invalid Agent Status!")
+            return self._set_status(a, value, now)
+        if k == "state":
+            if S.canonical(value or "", S.AGENT_STATES) is None:
+                raise CoreError("Invalid Agent State!")
+            self._set_state(a, value, now, _low(value) == LOW_RECEIVING)
+            return []
+        if k == "state_if_waiting":
+            if S.canonical(value or "", S.AGENT_STATES) is None:
+                raise CoreError("Invalid Agent State!")
+            if not (a.state == AS_WAITING and (a.status == ST_AVAILABLE or a.status == ST_ON_DEMAND)):
+                raise CoreError("Agent not found!")
+            self._set_state(a, value, now, False)
+            return []
+        if k == "uuid":
+            a.uuid = value
+            a.instance_id = SINGLE_BOX
+            self._ja(a, {"uuid": value, "instance_id": SINGLE_BOX})
+            self._async(a)
+            return []
+        if k == "contact":
+            a.contact = value
+            a.instance_id = SINGLE_BOX
+            self._ja(a, {"contact": value, "instance_id": SINGLE_BOX})
+            self._async(a)
+            self._ev(S.ACTION_AGENT_CONTACT_CHANGE,
+                     [("CC-Agent", name), ("CC-Action", None), ("CC-Agent-Contact", value)])
+            return []
+        if k in ("ready_time", "busy_delay_time", "reject_delay_time", "no_answer_delay_time",
+                 "max_no_answer", "wrap_up_time"):
+            n = atoi(value)
+            if k in ("max_no_answer", "wrap_up_time"):  # atoi: C int
+                n = <int>n
+            setattr(a, k, n)
+            a.instance_id = SINGLE_BOX
+            self._ja(a, {k: n, "instance_id": SINGLE_BOX})
+            self._async(a)
+            return []
+        if k == "type":
+            if S.canonical(value or "", S.AGENT_TYPES) is None:
+                raise CoreError("Invalid Agent Type!")
+            a.type = value
+            self._ja(a, {"type": value})
+            return []
+        raise CoreError("Invalid Agent Update KEY!")
+
+    cdef void _set_state(self, Agent a, object value, long long now, bint receiving):
+        a.state = value
+        if receiving:
+            a.last_offered_call = now
+            self._ja(a, {"state": value, "last_offered_call": now})
+            self._rr_update(a)
+            self._reindex_agent(a)
+        else:
+            self._ja(a, {"state": value})
+        self._async(a)
+        self._ev(S.ACTION_AGENT_STATE_CHANGE,
+                 [("CC-Agent", a.name), ("CC-Action", None), ("CC-Agent-State", value)])
+
+    cdef list _set_status(self, Agent a, object value, long long now):
+        """The `agent set status` path (also used by max-no-answer, §5.7)."""
+        cdef list cancels = []
+        self._bookkeep_queues(a, now)  # the module's continuous passes saw the agent until now
+        if _low(value) == LOW_AVAILABLE:
+            if a.status != value:
+                a.status = value
+                a.last_status_change = now
+                a.talk_time = 0
+                a.calls_answered = 0
+                a.no_answer_count = 0
+                self._ja(a, {"status": value, "last_status_change": now, "talk_time": 0,
+                             "calls_answered": 0, "no_answer_count": 0})
+        else:
+            a.status = value
+            a.last_status_change = now
+            self._ja(a, {"status": value, "last_status_change": now})
+            cancels = self._cancel_ringing_for_agent(a)
+        self._reindex_agent(a)
+        self._async(a)
+        self._ev(S.ACTION_AGENT_STATUS_CHANGE,
+                 [("CC-Agent", a.name), ("CC-Action", None), ("CC-Agent-Status", value)])
+        return cancels
+
+    cdef list _cancel_ringing_for_agent(self, Agent a):
+        """§5.10: the member served by this agent (not Answered) has its ringing legs cancelled."""
+        cdef Offer o = a.offer
+        cdef Member m
+        cdef list out = []
+        if o is None:
+            return out
+        m = o.m
+        if m.deleted or m.serving_agent != a.name or m.serving_system != SINGLE_BOX or m.state == MS_ANSWERED:
+            return out
+        for x in m.offers:
+            if (<Offer>x).phase == P_RINGING:
+                out.append(Cancel((<Offer>x).offer_id, m.uuid, (<Offer>x).agent, S.HANGUP_ORIGINATOR_CANCEL))
+        return out
+
+    def agent_get(self, key, name):
+        """`agent get status|state|uuid`: the raw value (max 63 chars); event agent-<key>-get."""
+        cdef Agent a = self._agent(name)
+        cdef str k = _low(key)
+        if k == "status":
+            value = a.status
+        elif k == "state":
+            value = a.state
+        elif k == "uuid":
+            value = a.uuid
+        else:
+            raise CoreError("Invalid Agent Update KEY!")
+        header = "CC-Agent-UUID" if k == "uuid" else "CC-Agent-" + key[:1].upper() + key[1:]
+        self._ev(f"agent-{key}-get", [("CC-Agent", name), ("CC-Action", None), (header, value)])
+        return (value or "")[:63]
+
+    def agent_track(self, name, delta):
+        """callcenter_track: external_calls_count += delta (no-op for an unknown agent)."""
+        a = self._agents.get(name)
+        if a is None:
+            return
+        (<Agent>a).external_calls_count += delta
+        self._ja(<Agent>a, {"external_calls_count": (<Agent>a).external_calls_count})
+
+    def tier_add(self, queue, agent, level=1, position=1):
+        """`tier add`: state Ready. Errors in the module's order: queue, agent, duplicate."""
+        if queue not in self._queues:
+            raise CoreError("Queue not found!")
+        if agent not in self._agents:
+            raise CoreError("Agent not found!")
+        tiers = self._tiers.get(queue)
+        if tiers is not None and agent in tiers:
+            raise CoreError("Tier already exist!")
+        cdef Tier t = Tier()
+        t.queue = queue
+        t.agent_name = agent
+        t.state = TS_READY
+        t.level = level
+        t.position = position
+        self._add_tier(t)
+        self._j("tiers", "insert", (queue, agent), t.row())
+
+    def tier_set(self, key, queue, agent, value):
+        """`tier set state|level|position` with the module's error mapping (W19 quirks)."""
+        tiers = self._tiers.get(queue)
+        if tiers is None or agent not in tiers:
+            raise CoreError("Unknown Error!")
+        if agent not in self._agents:
+            raise CoreError("Agent not found!")
+        if queue not in self._queues:
+            raise CoreError("Agent not found!")
+        cdef Tier t = tiers[agent]
+        cdef str k = _low(key)
+        if k == "state":
+            if S.canonical(value or "", S.TIER_STATES) is None:
+                raise CoreError("Invalid Tier State!")
+            t.state = value
+            self._jt(t, {"state": value})
+        elif k == "level":
+            t.level = <int>atoi(value)
+            self._jt(t, {"level": t.level})
+            self._tindex(t)
+        elif k == "position":
+            t.position = <int>atoi(value)
+            self._jt(t, {"position": t.position})
+            self._tindex(t)
+        else:
+            raise CoreError("Invalid Tier Update KEY!")
+
+    def tier_del(self, queue, agent):
+        """`tier del` (no check)."""
+        tiers = self._tiers.get(queue)
+        if tiers is None or agent not in tiers:
+            return
+        cdef Tier t = tiers[agent]
+        if t.agent is not None:
+            self._bookkeep_queues(t.agent, self._last_now)
+        self._drop_tier(t)
+
+    # =========================================================================================
+    # members (§3)
+
+    def member_join(self, queue, member_uuid, session_uuid, cid_number, cid_name, system_epoch,
+                    base_score, now):
+        """§3.2: resume the caller's Abandoned row when the queue allows it, else a fresh join.
+
+        ``base_score`` is atoi(cc_base_score); the core adds now - system_epoch when the queue's
+        time-base-score is `system`. Events: member-queue-start|resume, members-count."""
+        self._touch(now)
+        cdef Queue q = self._queues.get(queue)
+        cdef Member m = None
+        cdef Member c
+        if q is None:
+            raise CoreError("Queue not found!")
+        cid_number = cid_number or ""
+        cid_name = cid_name or ""
+        if q.params.abandoned_resume_allowed:
+            rows = self._abandoned.get((queue, cid_number))
+            if rows:
+                for x in rows.values():
+                    c = <Member>x
+                    if m is None or c.abandoned_epoch > m.abandoned_epoch or (
+                            c.abandoned_epoch == m.abandoned_epoch and c.seq < m.seq):
+                        m = c
+                if m is not None and m.abandoned_epoch == 0:
+                    m = None
+        if m is not None:  # resume: keeps uuid, joined_epoch, base_score, seq (§3.2 step 7)
+            m.session_uuid = session_uuid
+            m.state = MS_WAITING
+            m.rejoined_epoch = now
+            m.instance_id = self.instance_id
+            self._jm(m, {"session_uuid": session_uuid, "state": MS_WAITING, "rejoined_epoch": now,
+                         "instance_id": self.instance_id})
+            action = S.ACTION_MEMBER_QUEUE_RESUME
+        else:
+            if member_uuid in self._members:
+                raise ValueError(f"member uuid {member_uuid!r} already exists")
+            m = Member()
+            m.queue = queue
+            m.instance_id = self.instance_id
+            m.uuid = member_uuid
+            m.session_uuid = session_uuid
+            m.cid_number = cid_number
+            m.cid_name = cid_name
+            m.system_epoch = system_epoch
+            m.joined_epoch = now
+            m.base_score = base_score + ((now - system_epoch) if q.params.time_base_system else 0)
+            m.skill_score = 0
+            code = _scode(q.strategy)
+            m.serving_agent = RING_ALL if code == K_RINGALL else (RING_PROG if code == K_RINGPROG else "")
+            m.serving_system = ""
+            m.state = MS_WAITING
+            self._seq += 1
+            m.seq = self._seq
+            m.offers = []
+            self._members[member_uuid] = m
+            self._j("members", "insert", (member_uuid,), m.row())
+            action = S.ACTION_MEMBER_QUEUE_START
+        # a new channel: no channel variables yet
+        m.td_level = 0
+        m.td_pos = 0
+        m.has_loc = False
+        m.agent_found = False
+        m.in_app = True
+        m.reported = False
+        m.t_called = now
+        if m.akey is not None:  # re-sort in the timer index with the new entry time
+            self._remove_sorted(q.inapp, m.akey)
+            m.akey = None
+        self._msync(m)
+        self._pending.append(m)
+        self._ev(action, [("CC-Queue", queue), ("CC-Action", None), ("CC-Member-UUID", m.uuid),
+                          ("CC-Member-Session-UUID", session_uuid), ("CC-Member-CID-Name", cid_name),
+                          ("CC-Member-CID-Number", cid_number)])
+        self._members_count(queue)
+        return Join(m.uuid, action == S.ACTION_MEMBER_QUEUE_RESUME, m.joined_epoch)
+
+    cdef void _members_count(self, object queue):
+        cdef long long n
+        if queue and (<str>queue).startswith("*"):
+            n = sum(self._count_wt.values())
+            sel = "All-Queues"
+        else:
+            n = self._count_wt.get(queue, 0)
+            sel = "Single-Queue"
+        self._ev(S.ACTION_MEMBERS_COUNT, [("CC-Queue", queue), ("CC-Action", None), ("CC-Count", n),
+                                          ("CC-Selection", sel)])
+
+    cdef Member _member(self, object uuid):
+        m = self._members.get(uuid)
+        if m is None:
+            raise CoreError("Member not found!")
+        return <Member>m
+
+    def member_cancel(self, member_uuid, reason, now):
+        """§3.5 cancel path: row Abandoned, ringing legs to cancel (ORIGINATOR_CANCEL),
+        member-queue-end (Cancel), calls_abandoned + 1, members-count."""
+        self._touch(now)
+        cdef Member m = self._member(member_uuid)
+        cdef list out = []
+        session = m.session_uuid
+        m.state = MS_ABANDONED
+        m.session_uuid = ""
+        m.abandoned_epoch = now
+        self._jm(m, {"state": MS_ABANDONED, "session_uuid": "", "abandoned_epoch": now})
+        for x in m.offers:
+            if (<Offer>x).phase == P_RINGING:
+                out.append(Cancel((<Offer>x).offer_id, m.uuid, (<Offer>x).agent, S.HANGUP_ORIGINATOR_CANCEL))
+        self._ev(S.ACTION_MEMBER_QUEUE_END,
+                 [("CC-Queue", m.queue), ("CC-Action", None), ("CC-Member-Leaving-Time", now),
+                  ("CC-Member-Joined-Time", m.t_called), ("CC-Cause", S.CAUSE_CANCEL),
+                  ("CC-Cancel-Reason", reason), ("CC-Member-UUID", m.uuid),
+                  ("CC-Member-Session-UUID", session), ("CC-Member-CID-Name", m.cid_name),
+                  ("CC-Member-CID-Number", m.cid_number)])
+        q = self._queues.get(m.queue)
+        if q is not None:
+            (<Queue>q).calls_abandoned += 1
+        m.in_app = False
+        self._msync(m)
+        self._members_count(m.queue)
+        return out
+
+    def member_answered_exit(self, member_uuid):
+        """§3.5 answered path: queue calls_answered + 1, members-count."""
+        cdef Member m = self._member(member_uuid) if member_uuid in self._members else None
+        q = self._queues.get(m.queue) if m is not None else None
+        if m is None:
+            return
+        if q is not None:
+            (<Queue>q).calls_answered += 1
+        m.in_app = False
+        self._msync(m)
+        self._members_count(m.queue)
+
+    # =========================================================================================
+    # dispatch (§4)
+
+    cdef long long _rp_delay(self, Queue q):
+        return q.params.ring_progressively_delay or 10
+
+    cdef bint _rp_gated(self, Member m, Queue q, long long now):
+        """§4.2 step 8: ring-progressively waits `delay` seconds after the member's last offer."""
+        return (q.code == K_RINGPROG and m.has_loc and not m.agent_found
+                and now < m.last_originated + self._rp_delay(q))
+
+    cdef void _normalise(self, Member m, Queue q):
+        """§4.2 steps 4 and 6 for a dispatchable member: ring marker vs strategy, ring Trying."""
+        cdef object marker = m.serving_agent if m.serving_agent is not None else ""
+        cdef int code = q.code
+        cdef dict cols = {}
+        cdef str lm = _low(marker)
+        if lm == RING_ALL and code != K_RINGALL:
+            if m.state == MS_TRYING and marker == RING_ALL:
+                if code == K_RINGPROG:
+                    m.serving_agent = RING_PROG
+                    cols["serving_agent"] = RING_PROG
+                else:
+                    m.serving_agent = ""
+                    m.state = MS_WAITING
+                    cols["serving_agent"] = ""
+                    cols["state"] = MS_WAITING
+        elif lm == RING_PROG and code != K_RINGPROG:
+            if m.state == MS_TRYING and marker == RING_PROG:
+                if code == K_RINGALL:
+                    m.serving_agent = RING_ALL
+                    cols["serving_agent"] = RING_ALL
+                else:
+                    m.serving_agent = ""
+                    m.state = MS_WAITING
+                    cols["serving_agent"] = ""
+                    cols["state"] = MS_WAITING
+        elif code == K_RINGALL and lm != RING_ALL:
+            if m.state == MS_WAITING and marker == "":
+                m.serving_agent = RING_ALL
+                m.state = MS_TRYING
+                cols["serving_agent"] = RING_ALL
+                cols["state"] = MS_TRYING
+        elif code == K_RINGPROG and lm != RING_PROG:
+            if m.state == MS_WAITING and marker == "":
+                m.serving_agent = RING_PROG
+                m.state = MS_TRYING
+                cols["serving_agent"] = RING_PROG
+                cols["state"] = MS_TRYING
+        if (code == K_RINGALL or code == K_RINGPROG) and m.state == MS_WAITING:
+            m.state = MS_TRYING
+            cols["state"] = MS_TRYING
+        if cols:
+            self._jm(m, cols)
+            self._msync(m)
+        if code == K_RINGALL or code == K_RINGPROG:
+            # a marker of the other ring strategy is only fixed on the member's next pass
+            if m.mkey is not None and m.serving_agent != (RING_ALL if code == K_RINGALL else RING_PROG):
+                self._pending_next.append(m)
+
+    cdef void _pre_pass(self, long long now):
+        """What a pass does besides offers: unknown queues, discards, normalisation, §4.7."""
+        cdef Member m
+        cdef Queue q
+        # members of unknown queues are deleted (§4.2 step 1)
+        if self._orphans:
+            orphans = self._orphans
+            self._orphans = []
+            for x in orphans:
+                m = <Member>x
+                if m.deleted or m.queue in self._queues or m.instance_id != self.instance_id:
+                    continue
+                if m.state == MS_WAITING or m.state == MS_ABANDONED or (
+                        m.state == MS_TRYING and (m.serving_agent == RING_ALL or m.serving_agent == RING_PROG)):
+                    self._delete_member(m)
+        self._discard(now, None)
+        if self._pending:
+            pending = self._pending
+            self._pending = []
+            for x in pending:
+                m = <Member>x
+                q = self._queues.get(m.queue)
+                if q is not None and self._selectable(m, q):
+                    self._normalise(m, q)
+        if self._pending_next:
+            self._pending.extend(self._pending_next)
+            self._pending_next = []
+        self._bookkeep_all(now, self._pass_id + 1)
+
+    cdef void _bookkeep_queue(self, Queue q, long long now, long long stamp):
+        """§4.7 and the top-down wrap (§4.3) as every member of q would see them in a pass now."""
+        cdef bint evaluated, found
+        cdef Member m
+        cdef tuple last
+        cdef Py_ssize_t i, n
+        if not q.members:
+            return
+        evaluated = True
+        if q.code == K_RINGPROG:
+            evaluated = False
+            for e in q.members:
+                if not self._rp_gated(<Member>e[2], q, now):
+                    evaluated = True
+                    break
+        if q.code == K_TD:
+            if q.idx:
+                last = q.idx[len(q.idx) - 1]
+                i = bisect_left(q.td_ptrs, (last[0], last[1]))
+            else:
+                last = None
+                i = 0
+            n = len(q.td_ptrs)
+            if i < n:
+                for e in q.td_ptrs[i:]:  # an empty walk unsets the member's pointer
+                    m = <Member>e[3]
+                    m.tdkey = None
+                    m.td_level = 0
+                    m.td_pos = 0
+                    m.td_skip = stamp  # this pass's walk (old pointer) is empty: no offer
+                del q.td_ptrs[i:]
+            found = last is not None and (len(q.td_ptrs) > 0 or (
+                len(q.members) > len(q.td_ptrs) and (last[0] > 0 or (last[0] == 0 and last[1] > 0))))
+        else:
+            found = len(q.idx) > 0
+        if evaluated:
+            q.last_agent_exist_check = now
+            if found:
+                q.last_agent_exist = now
+
+    cdef void _bookkeep_all(self, long long now, long long stamp):
+        for q in self._queues.values():
+            self._bookkeep_queue(<Queue>q, now, stamp)
+
+    cdef void _bookkeep_queues(self, Agent a, long long now):
+        for qname in a.tiers:
+            q = self._queues.get(qname)
+            if q is not None:
+                self._bookkeep_queue(<Queue>q, now, 0)
+
+    cdef bint _time_ok(self, Agent a, long long now):
+        return a.last_bridge_end < now - a.wrap_up_time and a.ready_time <= now
+
+    def dispatch(self, long long now):
+        """One dispatcher pass (§4.1-§4.8) at `now`: the offers to originate, in order."""
+        cdef list offers = []
+        cdef Agent a
+        cdef Tier t
+        cdef Queue q
+        cdef list hot = []
+        cdef list heap = []
+        cdef list pos
+        cdef Py_ssize_t i, p
+        cdef Member m
+        self._touch(now)
+        self._pre_pass(now)
+        self._pass_id += 1
+        # queues where some agent could be offered now
+        for x in self._free:
+            a = <Agent>x
+            if not self._time_ok(a, now):
+                continue
+            a.hot_pass = self._pass_id
+            a.hot_queues = []
+            for y in a.tiers.values():
+                t = <Tier>y
+                q = t.kq
+                if q is None:
+                    continue
+                if not (t.state == TS_READY or t.state == TS_NO_ANSWER or _low(t.state) == LOW_READY
+                        or _low(t.state) == LOW_NO_ANSWER):
+                    continue
+                if q.params.skip_agents_with_external_calls and a.external_calls_count > 0:
+                    continue
+                if q.hot_pass != self._pass_id:
+                    q.hot_pass = self._pass_id
+                    q.hot = 0
+                    if q.members:
+                        hot.append(q)
+                q.hot += 1
+                a.hot_queues.append(q)
+        if not hot:
+            return offers
+        self._in_pass = True
+        try:
+            pos = [0] * len(hot)
+            for i in range(len(hot)):
+                e = (<Queue>hot[i]).members[0]
+                heap.append((e[0], e[1], i))
+            heapify(heap)
+            while heap:
+                k, seq, i = heappop(heap)
+                q = <Queue>hot[i]
+                if q.hot <= 0:
+                    continue
+                p = pos[i]
+                m = <Member>q.members[p][2]
+                pos[i] = p + 1
+                if m.mkey is not None and not self._rp_gated(m, q, now):
+                    self._walk(m, q, now, offers)
+                if q.hot > 0 and p + 1 < len(q.members):
+                    e = q.members[p + 1]
+                    heappush(heap, (e[0], e[1], i))
+        finally:
+            self._in_pass = False
+            for qm, key in self._deferred_members:
+                self._remove_sorted((<Queue>qm).members, key)
+            self._deferred_members = []
+            if self._deferred_agents:
+                agents = self._deferred_agents
+                self._deferred_agents = set()
+                for x in agents:
+                    self._reindex_agent(<Agent>x)
+        return offers
+
+    cdef void _walk(self, Member m, Queue q, long long now, list offers):
+        """The candidate rows of one member in the strategy's order (§4.3), processed per §4.5."""
+        cdef Walk w
+        cdef list idx = q.idx
+        cdef Py_ssize_t n = len(idx), i, j, s1, e1
+        cdef int code = q.code
+        cdef int r
+        cdef Tier ptr
+        cdef list group
+        w.tier = 0
+        w.count = 0
+        if n == 0:
+            return
+        if code == K_TD:
+            if m.td_skip == self._pass_id:
+                return
+            s1 = bisect_left(idx, (m.td_level, m.td_pos + 1))
+            for i in range(s1, n):
+                if self._row(m, q, <Tier>idx[i][4], now, &w, offers):
+                    return
+            return
+        if code == K_RR:
+            ptr = self._rr_pointer(q)
+            if ptr is not None:
+                s1 = bisect_left(idx, (ptr.level, ptr.position + 1))
+                e1 = bisect_left(idx, (ptr.level + 1,))
+                for i in range(s1, e1):
+                    if self._row(m, q, <Tier>idx[i][4], now, &w, offers):
+                        return
+                idx = q.idx
+                n = len(idx)
+            for i in range(n):
+                if self._row(m, q, <Tier>idx[i][4], now, &w, offers):
+                    return
+            return
+        if code == K_RANDOM:
+            i = 0
+            while i < n:
+                j = bisect_left(idx, (idx[i][0] + 1,), i)
+                group = [e[4] for e in idx[i:j]]
+                # lazy Fisher-Yates: draw the next row of this level at random
+                for s1 in range(len(group)):
+                    e1 = s1 + <Py_ssize_t>(self._rand() % <unsigned long long>(len(group) - s1))
+                    group[s1], group[e1] = group[e1], group[s1]
+                    if self._row(m, q, <Tier>group[s1], now, &w, offers):
+                        return
+                i = j
+            return
+        for i in range(n):
+            if self._row(m, q, <Tier>idx[i][4], now, &w, offers):
+                return
+
+    cdef int _row(self, Member m, Queue q, Tier t, long long now, Walk* w, list offers) except -1:
+        """§4.5 for one candidate row. Returns 1 to stop this member's pass, 0 to go on."""
+        cdef Agent a = t.agent
+        cdef object p = q.params
+        cdef long long waited, level = t.level
+        cdef bint reserved = False
+        cdef object ts
+        # step 2: tier rules (§4.6)
+        if p.tier_rules_apply and level > w.tier:
+            waited = now - m.joined_epoch
+            if p.tier_rule_no_agent_no_wait and w.count == 0:
+                w.tier = level
+            elif p.tier_rule_wait_multiply_level and waited >= level * p.tier_rule_wait_second:
+                w.tier = level
+                w.count = 0
+            elif not p.tier_rule_wait_multiply_level and waited >= p.tier_rule_wait_second:
+                w.tier = level
+                w.count = 0
+            else:
+                return 1
+        w.count += 1
+        # step 4: eligibility
+        ts = t.state
+        if not (ts == TS_READY or ts == TS_NO_ANSWER):
+            ts = _low(ts)
+            if not (ts == LOW_READY or ts == LOW_NO_ANSWER):
+                return 0
+        if not (a.state == AS_WAITING or _low(a.state) == LOW_WAITING):
+            return 0
+        if not (a.last_bridge_end < now - a.wrap_up_time):
+            return 0
+        if a.ready_time > now:
+            return 0
+        if a.status == ST_ON_BREAK or _low(a.status) == LOW_ON_BREAK:
+            return 0
+        if p.skip_agents_with_external_calls and a.external_calls_count > 0:
+            return 0
+        if a.offer is not None:  # ccfast: one live offer per agent, whatever its state says
+            return 0
+        # step 5: agent of another box
+        if not (a.instance_id == SINGLE_BOX or _low(a.instance_id) == LOW_SINGLE_BOX):
+            return 1 if q.code == K_RINGALL else 0
+        # step 6: reservation
+        if self.reserve_agents:
+            if not (a.state == AS_WAITING and (a.status == ST_AVAILABLE or a.status == ST_ON_DEMAND)):
+                return 0
+            a.state = AS_RESERVED
+            self._ja(a, {"state": AS_RESERVED})
+            self._async(a)
+            self._ev(S.ACTION_AGENT_STATE_CHANGE,
+                     [("CC-Agent", a.name), ("CC-Action", None), ("CC-Agent-State", AS_RESERVED)])
+            reserved = True
+        # step 7: claim the member
+        if not self._claim(m, q, a):
+            if reserved:  # W6 fix: undo the reservation instead of leaking it
+                a.state = AS_WAITING
+                self._ja(a, {"state": AS_WAITING})
+                self._async(a)
+                self._ev(S.ACTION_AGENT_STATE_CHANGE,
+                         [("CC-Agent", a.name), ("CC-Action", None), ("CC-Agent-State", AS_WAITING)])
+            return 1
+        # step 8: the offer
+        offers.append(self._start_offer(m, q, t, now))
+        return 0 if q.code == K_RINGALL else 1
+
+    cdef bint _claim(self, Member m, Queue q, Agent a):
+        if q.code == K_RINGALL or q.code == K_RINGPROG:
+            # the configured spelling is compared with the marker (W11: `Ring-All` never matches)
+            return m.serving_agent == q.strategy and m.instance_id == self.instance_id
+        if m.state != MS_WAITING or m.instance_id != self.instance_id:
+            return False
+        m.serving_agent = a.name
+        m.serving_system = a.instance_id
+        m.state = MS_TRYING
+        self._jm(m, {"serving_agent": a.name, "serving_system": a.instance_id, "state": MS_TRYING})
+        self._msync(m)
+        return True
+
+    cdef Offer _start_offer(self, Member m, Queue q, Tier t, long long now):
+        """§5.1 + §5.2 (member present): snapshot, channel vars, agent Receiving, tiers."""
+        cdef Agent a = t.agent
+        cdef Offer o = Offer()
+        cdef Tier other
+        self._offer_seq += 1
+        o.offer_id = self._offer_seq
+        o.queue = q.name
+        o.member_uuid = m.uuid
+        o.member_session_uuid = m.session_uuid
+        o.agent = a.name
+        o.agent_type = a.type or ""
+        o.agent_contact = a.contact or ""
+        o.agent_uuid = a.uuid or ""
+        o.agent_system = a.instance_id
+        o.strategy = q.strategy
+        o.level = t.level
+        o.position = t.position
+        o.cid_number = m.cid_number or ""
+        o.cid_name = m.cid_name or ""
+        o.joined_epoch = m.joined_epoch
+        o.created = now
+        o.m = m
+        o.a = a
+        o.snap_status = a.status
+        o.snap_nac = a.no_answer_count
+        o.snap_max_no_answer = a.max_no_answer
+        o.snap_reject = a.reject_delay_time
+        o.snap_busy = a.busy_delay_time
+        o.snap_noans = a.no_answer_delay_time
+        o.no_answer_status = S.canonical(q.params.agent_no_answer_status or "", S.AGENT_STATUSES)
+        o.phase = P_RINGING
+        self._offers[o.offer_id] = o
+        m.offers.append(o)
+        if m.session_uuid:  # channel variables exist only on a live member channel
+            if q.code == K_RINGPROG:
+                m.has_loc = True
+                m.last_originated = now
+                heappush(self._rp_heap, (now + self._rp_delay(q), m.seq, m))
+            if q.code == K_TD:
+                m.td_level = t.level
+                m.td_pos = t.position
+                self._msync(m)
+        # agent Receiving (event), tiers Offering / other Ready -> Standby
+        a.offer = o
+        a.state = AS_RECEIVING
+        a.last_offered_call = now
+        self._ja(a, {"state": AS_RECEIVING, "last_offered_call": now})
+        self._rr_update(a)
+        self._reindex_agent(a)
+        self._async(a)
+        if a.hot_pass == self._pass_id:
+            for x in a.hot_queues:
+                (<Queue>x).hot -= 1
+            a.hot_queues = []
+        self._ev(S.ACTION_AGENT_STATE_CHANGE,
+                 [("CC-Agent", a.name), ("CC-Action", None), ("CC-Agent-State", AS_RECEIVING)])
+        t.state = TS_OFFERING
+        self._jt(t, {"state": TS_OFFERING})
+        for y in a.tiers.values():
+            other = <Tier>y
+            if other is not t and other.state == TS_READY:
+                other.state = TS_STANDBY
+                self._jt(other, {"state": TS_STANDBY})
+        self._ev(S.ACTION_AGENT_OFFERING,
+                 [("CC-Queue", q.name), ("CC-Action", None), ("CC-Agent", a.name),
+                  ("CC-Agent-Type", a.type), ("CC-Agent-System", a.instance_id),
+                  ("CC-Member-UUID", m.uuid), ("CC-Member-Session-UUID", m.session_uuid),
+                  ("CC-Member-CID-Name", m.cid_name), ("CC-Member-CID-Number", m.cid_number)])
+        return o
+
+    # =========================================================================================
+    # timers (§3.4, §3.7) and next_change
+
+    def member_timeouts(self, long long now):
+        """The member watchdog (§3.4) at `now`: members to end with TIMEOUT / NO_AGENT_TIMEOUT.
+
+        max-wait-time never ends a member with a live offer that is not yet bridged (ringing or
+        connecting); it fires once that offer is over. Each member is reported once; the service
+        then calls ``member_cancel(uuid, reason, now)``."""
+        cdef list out = []
+        cdef Queue q
+        cdef Member m
+        cdef long long mw, N, R, C, E, bound
+        self._touch(now)
+        self._bookkeep_all(now, 0)  # the module's passes run continuously
+        for x in self._queues.values():
+            q = <Queue>x
+            if not q.inapp:
+                continue
+            mw = q.params.max_wait_time
+            N = q.params.max_wait_time_with_no_agent
+            R = q.params.max_wait_time_with_no_agent_time_reached
+            hits = []
+            if mw > 0:
+                for e in q.inapp:
+                    m = <Member>e[2]
+                    if m.t_called + mw > now:
+                        break
+                    if self._connecting(m):
+                        continue
+                    hits.append((m, S.CANCEL_TIMEOUT))
+            if N > 0:
+                C = q.last_agent_exist_check
+                E = q.last_agent_exist
+                if C > E and C - E >= N:
+                    bound = C if R == 0 else C - R - N
+                    for e in q.inapp:
+                        m = <Member>e[2]
+                        if m.t_called > bound:
+                            break
+                        if mw > 0 and m.t_called + mw <= now and not self._connecting(m):
+                            continue  # already a TIMEOUT
+                        hits.append((m, S.CANCEL_NO_AGENT_TIMEOUT))
+            for m, reason in hits:
+                m.reported = True
+                self._msync(m)
+                out.append(Timeout(m.uuid, m.session_uuid, m.queue, reason))
+        return out
+
+    cdef bint _connecting(self, Member m):
+        for x in m.offers:
+            if (<Offer>x).phase == P_RINGING or (<Offer>x).phase == P_ANSWERED:
+                return True
+        return False
+
+    cdef list _discard(self, long long now, list out):
+        """§3.7: Abandoned rows older than discard-abandoned-after are deleted."""
+        cdef Member m
+        cdef Queue q
+        cdef long long due
+        while self._discard_heap and self._discard_heap[0][0] <= now:
+            due, seq, x = heappop(self._discard_heap)
+            m = <Member>x
+            if m.deleted or m.state != MS_ABANDONED or m.instance_id != self.instance_id:
+                continue
+            q = self._queues.get(m.queue)
+            if q is None:
+                continue
+            due = self._discard_due(m, q)
+            if due > now:
+                heappush(self._discard_heap, (due, m.seq, m))
+                continue
+            self._delete_member(m)
+            if out is not None:
+                out.append(m.uuid)
+        return out
+
+    cdef void _delete_member(self, Member m):
+        self._j("members", "delete", (m.uuid,), {})
+        m.deleted = True
+        m.in_app = False
+        if self._members.get(m.uuid) is m:
+            del self._members[m.uuid]
+        self._msync(m)
+
+    def discard_abandoned(self, long long now):
+        """Delete expired Abandoned rows (§3.7); returns their member uuids. A pass does this too."""
+        self._touch(now)
+        return self._discard(now, [])
+
+    def next_change(self, long long now):
+        """The earliest second > now at which a pass, the watchdog or the discard could decide
+        differently without any other input (None: nothing pending). Call dispatch(),
+        member_timeouts() and discard_abandoned() after every state change and at that time."""
+        cdef object best = None
+        cdef Agent a
+        cdef Queue q
+        cdef Member m
+        cdef long long t, W, mw, N, R, E, A, bound
+        cdef Py_ssize_t i
+        for x in self._free:
+            a = <Agent>x
+            t = a.last_bridge_end + a.wrap_up_time + 1
+            if t > now and (best is None or t < best):
+                best = t
+            t = a.ready_time
+            if t > now and (best is None or t < best):
+                best = t
+        while self._rp_heap:
+            t, seq, x = self._rp_heap[0]
+            m = <Member>x
+            q = self._queues.get(m.queue)
+            if t <= now or m.deleted or q is None or m.mkey is None or not m.has_loc:
+                heappop(self._rp_heap)
+                continue
+            if best is None or t < best:
+                best = t
+            break
+        while self._discard_heap:
+            t, seq, x = self._discard_heap[0]
+            m = <Member>x
+            if m.deleted or m.state != MS_ABANDONED:
+                heappop(self._discard_heap)
+                continue
+            if t <= now:
+                t = now + 1
+            if best is None or t < best:
+                best = t
+            break
+        for x in self._queues.values():
+            q = <Queue>x
+            if q.members and q.params.tier_rules_apply:
+                W = q.params.tier_rule_wait_second
+                levels = set()
+                i = 0
+                while i < len(q.idx):
+                    levels.add(q.idx[i][0])
+                    i = bisect_left(q.idx, (q.idx[i][0] + 1,), i)
+                thresholds = {(lv * W if q.params.tier_rule_wait_multiply_level else W) for lv in levels}
+                for e in q.members:
+                    m = <Member>e[2]
+                    for th in thresholds:
+                        t = m.joined_epoch + th
+                        if t > now and (best is None or t < best):
+                            best = t
+            if not q.inapp:
+                continue
+            mw = q.params.max_wait_time
+            if mw > 0:
+                i = bisect_right(q.inapp, (now - mw, float("inf")))
+                if i < len(q.inapp):
+                    t = (<Member>q.inapp[i][2]).t_called + mw
+                    if best is None or t < best:
+                        best = t
+            N = q.params.max_wait_time_with_no_agent
+            R = q.params.max_wait_time_with_no_agent_time_reached
+            if N > 0 and not q.idx:
+                E = q.last_agent_exist
+                A = E + N if N > 0 else E + 1
+                if A > now:
+                    m = <Member>q.inapp[0][2]
+                    t = max(A, m.t_called + R + N) if R > 0 else max(A, m.t_called)
+                    if best is None or t < best:
+                        best = t
+                else:
+                    bound = now - R - N if R > 0 else now
+                    i = bisect_right(q.inapp, (bound, float("inf")))
+                    if i < len(q.inapp):
+                        m = <Member>q.inapp[i][2]
+                        t = m.t_called + R + N if R > 0 else m.t_called
+                        t = max(t, now + 1)
+                        if best is None or t < best:
+                            best = t
+        return best
+
+    # =========================================================================================
+    # offer results (§5)
+
+    cdef Offer _live(self, long long offer_id, int phase):
+        o = self._offers.get(offer_id)
+        if o is None:
+            raise CoreError(f"offer {offer_id} is not live")
+        if (<Offer>o).phase != phase:
+            raise CoreError(f"offer {offer_id} is {(<Offer>o).phase_name}, expected "
+                            f"{('ringing', 'answered', 'bridged', 'done')[phase]}")
+        return <Offer>o
+
+    def offer_member_gone(self, long long offer_id, long long now):
+        """§5.2: the member channel was gone when the offer started: member Abandoned (if not
+        already), tiers back, agent Waiting. No agent-offering/bridge-agent-fail is due."""
+        self._touch(now)
+        cdef Offer o = self._live(offer_id, P_RINGING)
+        cdef Member m = o.m
+        if m.state != MS_ABANDONED and m.instance_id == self.instance_id:
+            m.state = MS_ABANDONED
+            m.session_uuid = ""
+            m.abandoned_epoch = now
+            self._jm(m, {"state": MS_ABANDONED, "session_uuid": "", "abandoned_epoch": now})
+            self._msync(m)
+        self._final_cleanup(o, TS_READY, False)
+
+    def offer_answered(self, long long offer_id, agent_uuid, long long now):
+        """§5.5 step 2-6. Ring strategies race for the member: the first answer wins and the other
+        ringing legs are to be hung up (LOSE_RACE). W7 fix: a leg that answers after losing is
+        finished here (tiers back, agent Waiting) and must be hung up by the service."""
+        self._touch(now)
+        cdef Offer o = self._live(offer_id, P_RINGING)
+        cdef Member m = o.m
+        cdef Agent a = o.a
+        cdef list cancels = []
+        cdef int code = _scode(o.strategy)
+        if code == K_RINGALL or code == K_RINGPROG:
+            if (m.deleted or m.state != MS_TRYING or m.instance_id != self.instance_id
+                    or m.serving_agent != o.strategy):
+                self._final_cleanup(o, TS_READY, False)
+                return Answer(False, [])
+            m.serving_agent = a.name
+            m.serving_system = SINGLE_BOX
+            self._jm(m, {"serving_agent": a.name, "serving_system": SINGLE_BOX, "state": MS_TRYING})
+            self._msync(m)
+            for x in m.offers:
+                if x is not o and (<Offer>x).phase == P_RINGING:
+                    cancels.append(Cancel((<Offer>x).offer_id, m.uuid, (<Offer>x).agent, S.HANGUP_LOSE_RACE))
+        o.phase = P_ANSWERED
+        o.answered_uuid = agent_uuid
+        o.answered_time = now
+        m.agent_found = True
+        self._ev(S.ACTION_BRIDGE_AGENT_START,
+                 [("CC-Queue", o.queue), ("CC-Action", None), ("CC-Agent", o.agent),
+                  ("CC-Agent-System", o.agent_system), ("CC-Agent-UUID", agent_uuid),
+                  ("CC-Agent-Called-Time", self._called_time(o)), ("CC-Agent-Answered-Time", now),
+                  ("CC-Member-Joined-Time", o.joined_epoch), ("CC-Member-UUID", o.member_uuid),
+                  ("CC-Member-Session-UUID", o.member_session_uuid), ("CC-Member-CID-Name", o.cid_name),
+                  ("CC-Member-CID-Number", o.cid_number)])
+        return Answer(True, cancels)
+
+    cdef long long _called_time(self, Offer o):
+        return 0 if _low(o.agent_type) == LOW_UUID_STANDBY else o.created
+
+    def offer_bridged(self, long long offer_id, long long now):
+        """§5.5 steps 9-10 (bridged): member Answered, agent counters, tier Active Inbound,
+        agent In a queue call."""
+        self._touch(now)
+        cdef Offer o = self._live(offer_id, P_ANSWERED)
+        cdef Member m = o.m
+        cdef Agent a = o.a
+        cdef Tier t
+        if m.instance_id == self.instance_id:
+            m.state = MS_ANSWERED
+            m.bridge_epoch = now
+            self._jm(m, {"state": MS_ANSWERED, "bridge_epoch": now})
+            self._msync(m)
+        if a.instance_id == o.agent_system:
+            a.uuid = o.answered_uuid
+            a.last_bridge_start = now
+            a.calls_answered += 1
+            a.no_answer_count = 0
+            self._ja(a, {"uuid": a.uuid, "last_bridge_start": now, "calls_answered": a.calls_answered,
+                         "no_answer_count": 0})
+            self._reindex_agent(a)
+        t = a.tiers.get(o.queue)
+        if t is not None and not a.deleted:
+            t.state = TS_ACTIVE
+            self._jt(t, {"state": TS_ACTIVE})
+        a.state = AS_IN_CALL
+        self._ja(a, {"state": AS_IN_CALL})
+        self._async(a)
+        self._ev(S.ACTION_AGENT_STATE_CHANGE,
+                 [("CC-Agent", a.name), ("CC-Action", None), ("CC-Agent-State", AS_IN_CALL)])
+        o.phase = P_BRIDGED
+
+    def offer_bridge_failed(self, long long offer_id, bint member_gone, long long now):
+        """§5.5 step 9 (not bridged). Member gone: row Abandoned. Agent gone: member back to
+        Waiting -- W8 fix: serving_agent/serving_system reset (ring marker restored) so it is
+        dispatched again. Then bridge-agent-end (bridged false) and the final cleanup."""
+        self._touch(now)
+        cdef Offer o = self._live(offer_id, P_ANSWERED)
+        cdef Member m = o.m
+        cdef Queue q
+        if m.instance_id == self.instance_id:
+            if member_gone:
+                m.state = MS_ABANDONED
+                m.session_uuid = ""
+                m.abandoned_epoch = now
+                self._jm(m, {"state": MS_ABANDONED, "session_uuid": "", "abandoned_epoch": now})
+            else:
+                q = self._queues.get(m.queue)
+                code = q.code if q is not None else _scode(o.strategy)
+                marker = RING_ALL if code == K_RINGALL else (RING_PROG if code == K_RINGPROG else "")
+                m.state = MS_WAITING
+                m.serving_agent = marker
+                m.serving_system = ""
+                self._jm(m, {"state": MS_WAITING, "serving_agent": marker, "serving_system": ""})
+                self._pending.append(m)
+            self._msync(m)
+        self._bridge_end_event(o, False, now)
+        self._final_cleanup(o, TS_READY, False)
+
+    cdef void _bridge_end_event(self, Offer o, bint bridged, long long now):
+        self._ev(S.ACTION_BRIDGE_AGENT_END,
+                 [("CC-Queue", o.queue), ("CC-Action", None), ("CC-Hangup-Cause", self._orig_cause(o)),
+                  ("CC-Agent", o.agent), ("CC-Agent-System", o.agent_system),
+                  ("CC-Agent-UUID", o.answered_uuid), ("CC-Agent-Bridged", "true" if bridged else "false"),
+                  ("CC-Agent-Called-Time", self._called_time(o)),
+                  ("CC-Agent-Answered-Time", o.answered_time), ("CC-Member-Joined-Time", o.joined_epoch),
+                  ("CC-Bridge-Terminated-Time", now), ("CC-Member-UUID", o.member_uuid),
+                  ("CC-Member-Session-UUID", o.member_session_uuid), ("CC-Member-CID-Name", o.cid_name),
+                  ("CC-Member-CID-Number", o.cid_number)])
+
+    cdef str _orig_cause(self, Offer o):
+        """W18: the hangup cause in bridge-agent-end / member-queue-end is the originate result."""
+        return S.HANGUP_NONE if _low(o.agent_type) == LOW_UUID_STANDBY else S.HANGUP_SUCCESS
+
+    def offer_ended(self, long long offer_id, long long now):
+        """§5.6 after a bridged call: agent talk_time/last_bridge_end, member row deleted,
+        bridge-agent-end + member-queue-end (Terminated), final cleanup (Idle after On Demand)."""
+        self._touch(now)
+        cdef Offer o = self._live(offer_id, P_BRIDGED)
+        cdef Member m = o.m
+        cdef Agent a = o.a
+        cdef dict cols
+        self._bridge_end_event(o, True, now)
+        if a.instance_id == o.agent_system:
+            cols = {}
+            if _low(a.type) != LOW_UUID_STANDBY:
+                a.uuid = ""
+                cols["uuid"] = ""
+            a.talk_time += now - a.last_bridge_start
+            a.last_bridge_end = now
+            cols["last_bridge_end"] = now
+            cols["talk_time"] = a.talk_time
+            self._ja(a, cols)
+            self._reindex_agent(a)
+        if not m.deleted and m.instance_id == self.instance_id:
+            self._delete_member(m)
+        self._ev(S.ACTION_MEMBER_QUEUE_END,
+                 [("CC-Queue", o.queue), ("CC-Action", None), ("CC-Hangup-Cause", self._orig_cause(o)),
+                  ("CC-Cause", S.CAUSE_TERMINATED), ("CC-Agent", o.agent), ("CC-Agent-System", o.agent_system),
+                  ("CC-Agent-UUID", o.answered_uuid), ("CC-Agent-Called-Time", self._called_time(o)),
+                  ("CC-Agent-Answered-Time", o.answered_time), ("CC-Member-Leaving-Time", now),
+                  ("CC-Member-Joined-Time", o.joined_epoch), ("CC-Member-UUID", o.member_uuid),
+                  ("CC-Member-Session-UUID", o.member_session_uuid), ("CC-Member-CID-Name", o.cid_name),
+                  ("CC-Member-CID-Number", o.cid_number)])
+        self._final_cleanup(o, TS_READY, True)
+
+    def offer_failed(self, long long offer_id, cause, long long now):
+        """§5.7 + §5.8: the originate failed with `cause` (delays, no-answer counting,
+        max-no-answer status change, bridge-agent-fail, tiers, agent Waiting)."""
+        self._touch(now)
+        cdef Offer o = self._live(offer_id, P_RINGING)
+        cdef Member m = o.m
+        cdef Agent a = o.a
+        cdef long long delay = 0
+        cdef bint no_answer = False
+        cdef object tier_result = TS_READY
+        cdef dict cols
+        if (not m.deleted and m.serving_agent == o.agent and m.serving_system == o.agent_system
+                and m.instance_id == self.instance_id):
+            cols = {"serving_agent": "", "serving_system": ""}
+            if m.state == MS_TRYING:
+                m.state = MS_WAITING
+                cols["state"] = MS_WAITING
+            m.serving_agent = ""
+            m.serving_system = ""
+            self._jm(m, cols)
+            self._msync(m)
+            if m.state == MS_WAITING:
+                self._pending.append(m)
+        if cause == S.HANGUP_LOSE_RACE or cause == S.HANGUP_ORIGINATOR_CANCEL:
+            delay = 0
+        elif cause == S.HANGUP_USER_BUSY or cause == S.HANGUP_NORMAL_CIRCUIT_CONGESTION:
+            delay = o.snap_busy
+        elif cause == S.HANGUP_CALL_REJECTED:
+            delay = o.snap_reject
+        elif cause == S.HANGUP_USER_NOT_REGISTERED:
+            delay = S.USER_NOT_REGISTERED_DELAY
+        else:
+            delay = o.snap_noans
+            no_answer = True
+            tier_result = TS_NO_ANSWER
+        if no_answer:
+            if a.instance_id == o.agent_system:
+                a.no_answer_count += 1
+                self._ja(a, {"no_answer_count": a.no_answer_count})
+            if o.snap_max_no_answer > 0 and o.snap_nac + 1 >= o.snap_max_no_answer:
+                self._ev(S.ACTION_AGENT_MAX_NO_ANSWER,
+                         [("CC-Agent", o.agent), ("CC-Action", None),
+                          ("CC-Agent-No-Answer-Count", o.snap_max_no_answer),
+                          ("CC-Agent-No-Answer-Status", o.no_answer_status),
+                          ("CC-Member-UUID", o.member_uuid), ("CC-Member-Session-UUID", o.member_session_uuid)])
+                if o.no_answer_status is not None and not a.deleted:
+                    self._set_status(a, o.no_answer_status, now)
+        if delay > 0:
+            a.ready_time = now + delay
+            a.instance_id = SINGLE_BOX
+            self._ja(a, {"ready_time": a.ready_time, "instance_id": SINGLE_BOX})
+        self._ev(S.ACTION_BRIDGE_AGENT_FAIL,
+                 [("CC-Queue", o.queue), ("CC-Action", None), ("CC-Hangup-Cause", cause),
+                  ("CC-Agent", o.agent), ("CC-Agent-System", o.agent_system),
+                  ("CC-Agent-Called-Time", self._called_time(o)), ("CC-Agent-Aborted-Time", now),
+                  ("CC-Member-UUID", o.member_uuid), ("CC-Member-Session-UUID", o.member_session_uuid),
+                  ("CC-Member-CID-Name", o.cid_name), ("CC-Member-CID-Number", o.cid_number),
+                  ("CC-Member-Joined-Time", o.joined_epoch)])
+        self._final_cleanup(o, tier_result, False)
+
+    cdef void _final_cleanup(self, Offer o, object tier_result, bint bridged):
+        """§5.8: tier of Q back to the result, Standby tiers elsewhere back to Ready, agent
+        Waiting (Idle after a bridged call taken in Available (On Demand))."""
+        cdef Agent a = o.a
+        cdef Member m = o.m
+        cdef Tier t
+        if not a.deleted:
+            for x in a.tiers.values():
+                t = <Tier>x
+                if t.queue == o.queue:
+                    if t.state == TS_ACTIVE or t.state == TS_STANDBY or t.state == TS_OFFERING:
+                        t.state = tier_result
+                        self._jt(t, {"state": tier_result})
+                elif t.state == TS_STANDBY:
+                    t.state = TS_READY
+                    self._jt(t, {"state": TS_READY})
+        state = AS_IDLE if (bridged and _low(o.snap_status) == LOW_ON_DEMAND) else AS_WAITING
+        a.state = state
+        self._ja(a, {"state": state})
+        if a.offer is o:
+            a.offer = None
+        self._async(a)
+        if not a.deleted:
+            self._ev(S.ACTION_AGENT_STATE_CHANGE,
+                     [("CC-Agent", a.name), ("CC-Action", None), ("CC-Agent-State", state)])
+        o.phase = P_DONE
+        self._offers.pop(o.offer_id, None)
+        if o in m.offers:
+            m.offers.remove(o)
+        self._msync(m)
+
+    # =========================================================================================
+    # outputs and introspection
+
+    def drain_journal(self):
+        """Row changes since the last drain: (table, 'insert'|'update'|'delete', key, columns).
+        Keys: agents (name,), tiers (queue, agent), members (uuid,)."""
+        out = self._journal
+        self._journal = []
+        return out
+
+    def drain_events(self):
+        """CC events since the last drain: (CC-Action, {header: value}) in §6.2 order."""
+        out = self._events
+        self._events = []
+        return out
+
+    def live_offers(self):
+        """Live offers in creation order."""
+        return [self._offers[k] for k in sorted(self._offers)]
+
+    def member_offers(self, member_uuid):
+        """Live offers of one member."""
+        m = self._members.get(member_uuid)
+        return [] if m is None else list((<Member>m).offers)
+
+    def agent_offer(self, name):
+        """The agent's live offer, or None."""
+        a = self._agents.get(name)
+        return None if a is None else (<Agent>a).offer
+
+    def member_count(self, queue):
+        """Rows of `queue` in Waiting or Trying (what members-count reports)."""
+        return self._count_wt.get(queue, 0)
+
+    def stats(self):
+        return {"agents": len(self._agents), "members": len(self._members), "queues": len(self._queues),
+                "offers": len(self._offers), "free_agents": len(self._free)}
