@@ -376,6 +376,16 @@ def _tier(state: ApiState, action: str, rest: list[str], now: int) -> str:
     return ""
 
 
+def _reload_if_referenced(state: ApiState, name: str) -> None:
+    """After ``queue unload``, mod_callcenter's next dispatcher pass (rows Waiting/Abandoned/
+    ringing) or member watchdog (members in the app) looks the queue up again and so reloads it
+    from XML (§2.6 QUIRK) — without it the core would drop those members. Do that lookup now."""
+    if state.config is None or state.config.queue_source(name) is None:
+        return
+    if any(m["queue"] == name and m["state"] != S.MEMBER_ANSWERED for m in state.core.rows("members")):
+        configmod.resolve_queue(state.core, state.config, name)
+
+
 def _queue_load(state: ApiState, name: str, now: int) -> str:
     cfg = _reread(state)
     if cfg is None:
@@ -397,6 +407,7 @@ def _queue(state: ApiState, action: str, rest: list[str], now: int) -> str:
         if core.queue_params(name) is not None:
             core.queue_remove(name)
         if action == "unload":
+            _reload_if_referenced(state, name)
             return OK
         return _queue_load(state, name, now)
     if action == "list":

@@ -26,12 +26,13 @@ def make_core():
     return Core()
 
 
-def make_state():
+def make_state(members: bool = True):
     golden = json.loads((GOLDEN / "api_session.json").read_text())
     cfg = config.load_config(GOLDEN / golden["config"])
     core = make_core()
     config.apply_startup(core, cfg, golden["startup_now"])
-    core.load_rows("members", golden["members"])
+    if members:
+        core.load_rows("members", golden["members"])
     return api.ApiState(core=core, config=cfg), golden
 
 
@@ -115,7 +116,7 @@ def test_agent_get_is_cut_at_63_bytes():
 
 
 def test_queue_unload_then_tier_add_loads_lazily():
-    state, _ = make_state()
+    state, _ = make_state(members=False)
     assert api.callcenter_config(state, "queue unload sales@default", 5) == "+OK\n"
     assert state.core.queue_params("sales@default") is None
     assert api.callcenter_config(state, "tier add sales@default 1000@default", 5) == "+OK\n"
@@ -123,7 +124,7 @@ def test_queue_unload_then_tier_add_loads_lazily():
 
 
 def test_tier_set_on_unloaded_queue_missing_tier_does_not_load_it():
-    state, _ = make_state()
+    state, _ = make_state(members=False)
     api.callcenter_config(state, "queue unload sales@default", 5)
     assert api.callcenter_config(state, "tier set level sales@default 1000@default 2", 5) == "-ERR Unknown Error!\n"
     assert state.core.queue_params("sales@default") is None
@@ -283,3 +284,17 @@ def test_agent_get_fires_the_event_with_the_key_as_typed():
     action, headers = core.drain_events()[-1]
     assert action == "agent-STATE-get"
     assert list(headers)[-1] == "CC-Agent-STATE" and headers["CC-Agent-STATE"] == "Waiting"
+
+
+def test_unloading_a_queue_with_waiting_members_reloads_it_from_xml():
+    state = live_state()
+    core = state.core
+    needs_dispatch(core)
+    assert api.callcenter_config(state, "queue unload q", 100) == "+OK\n"
+    assert api.callcenter_config(state, "queue count", 100) == "0\n"  # no members: stays unloaded
+    assert api.callcenter_config(state, "queue load q", 100) == "+OK\n"
+    core.member_join("q", "m1", "s1", "100", "Bob", 100, 0, 100)
+    assert api.callcenter_config(state, "queue unload q", 101) == "+OK\n"
+    assert api.callcenter_config(state, "queue count", 101) == "1\n"  # looked up again: back from XML
+    core.dispatch(102)
+    assert api.callcenter_config(state, "queue count members q", 102) == "1\n"  # the caller is kept
