@@ -1,8 +1,7 @@
 """callcenter_config / callcenter_break / JSON API: byte-exact replies (reference §7).
 
 Expected outputs live in tests/golden/ and were written from the reference and the module's C
-code, not produced by ccfast. The session runs against ``ccfast._core.Core`` when it imports,
-else against tests/api_fakecore.py (a stand-in written from §7.2).
+code, not produced by ccfast. Everything runs against the real ``ccfast._core.Core``.
 """
 
 from __future__ import annotations
@@ -19,10 +18,8 @@ GOLDEN = Path(__file__).parent / "golden"
 
 
 def make_core():
-    try:
-        from ccfast._core import Core
-    except ImportError:
-        from .api_fakecore import FakeCore as Core
+    from ccfast._core import Core
+
     return Core()
 
 
@@ -224,15 +221,9 @@ def live_state(text=LIVE):
     return api.ApiState(core=core, config=cfg)
 
 
-def needs_dispatch(core):
-    if not hasattr(core, "dispatch"):
-        pytest.skip("the §7.2 stand-in does not dispatch; the real Core is not built")
-
-
 def test_status_change_while_ringing_hands_cancels_to_the_service():
     state = live_state(LIVE.replace("ring-all", "longest-idle-agent"))
     core = state.core
-    needs_dispatch(core)
     core.member_join("q", "m1", "s1", "100", "Bob", 100, 0, 100)
     (offer,) = core.dispatch(100)
     assert api.callcenter_config(state, f"agent set status {offer.agent} 'On Break'", 101) == "+OK\n"
@@ -243,7 +234,6 @@ def test_status_change_does_not_cancel_ring_all_legs():
     # §5.10: ring strategies' member rows carry the strategy marker, not the agent
     state = live_state()
     core = state.core
-    needs_dispatch(core)
     core.member_join("q", "m1", "s1", "100", "Bob", 100, 0, 100)
     assert sorted(o.agent for o in core.dispatch(100)) == ["a1", "a2"]
     assert api.callcenter_config(state, "agent set status a1 'On Break'", 101) == "+OK\n"
@@ -253,7 +243,6 @@ def test_status_change_does_not_cancel_ring_all_legs():
 def test_queue_list_members_and_counters_from_live_state():
     state = live_state()
     core = state.core
-    needs_dispatch(core)
     core.member_join("q", "m1", "s1", "100", "", 90, 0, 100)
     core.member_join("q", "m2", "s2", "200", "Ann", 95, 7, 105)
     out = api.callcenter_config(state, "queue list members q", 110)
@@ -277,8 +266,6 @@ def test_queue_list_members_and_counters_from_live_state():
 def test_agent_get_fires_the_event_with_the_key_as_typed():
     state = live_state()
     core = state.core
-    if not hasattr(core, "drain_events"):
-        pytest.skip("the §7.2 stand-in has no event queue; the real Core is not built")
     core.drain_events()
     assert api.callcenter_config(state, "agent get STATE a1", 100) == "Waiting"
     action, headers = core.drain_events()[-1]
@@ -289,7 +276,6 @@ def test_agent_get_fires_the_event_with_the_key_as_typed():
 def test_unloading_a_queue_with_waiting_members_reloads_it_from_xml():
     state = live_state()
     core = state.core
-    needs_dispatch(core)
     assert api.callcenter_config(state, "queue unload q", 100) == "+OK\n"
     assert api.callcenter_config(state, "queue count", 100) == "0\n"  # no members: stays unloaded
     assert api.callcenter_config(state, "queue load q", 100) == "+OK\n"
