@@ -12,8 +12,10 @@ Contract:
   ``idle_timeout_s``, a response not written within ``write_timeout_s`` → connection dropped,
   more than ``max_connections`` at once → 503 and close. One client's problem never stops the
   server. Keep-alive: HTTP/1.1 unless ``Connection: close``; HTTP/1.0 only with ``keep-alive``.
-- Rendering runs in the trio thread (the snapshot provider reads dispatcher state that is not
-  thread-safe); it costs milliseconds per scrape, see bench/metrics_facade.py.
+- A scrape calls the snapshot provider in the trio thread (dispatcher state is not thread-safe),
+  then encodes in one worker thread (prometheus-client needs ~20 µs per series: 100 queues are
+  ~18,000 series, a third of a second that must not stall dispatch); ``render_in_thread=False``
+  encodes inline. Numbers: bench/metrics_facade.py.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class HttpLimits:
     max_connections: int = 32
     max_requests_per_connection: int = 10_000
     gzip_min_bytes: int = 1024
+    render_in_thread: bool = True  # encode /metrics in a worker thread (see module docstring)
 
 
 @dataclasses.dataclass(slots=True)
@@ -193,6 +196,7 @@ class _Server:
         self.clock = clock
         self.max_store_lag_s = max_store_lag_s
         self.slots = trio.Semaphore(limits.max_connections)
+        self.render_limiter = trio.CapacityLimiter(1)  # one encoding thread at a time
 
     async def handle(self, stream: trio.abc.Stream) -> None:
         """Serve one connection; never lets an exception reach ``serve_listeners``."""
@@ -263,7 +267,7 @@ class _Server:
                 await self._send(stream, _response(exc.status, f"{exc}\n".encode(), "text/plain; charset=utf-8", False))
                 return
             keep_alive = request.keep_alive and n + 1 < self.limits.max_requests_per_connection
-            status, body, ctype, extra = self.route(request)
+            status, body, ctype, extra = await self.route(request)
             if status == 405:
                 keep_alive = False
             data = _response(status, body, ctype, keep_alive, request.method == "HEAD", extra)
@@ -271,19 +275,31 @@ class _Server:
             if not await self._send(stream, data) or not keep_alive:
                 return
 
-    def route(self, request: _Request) -> tuple[int, bytes, str, list[tuple[str, str]]]:
+    def _encode(self, accept: str, state: list, want_gzip: bool) -> tuple[bytes, str, bool]:
+        body, ctype = self.metrics.render(accept, state)
+        if want_gzip and len(body) >= self.limits.gzip_min_bytes:
+            return gzip.compress(body, compresslevel=5), ctype, True
+        return body, ctype, False
+
+    async def route(self, request: _Request) -> tuple[int, bytes, str, list[tuple[str, str]]]:
         if request.method not in ("GET", "HEAD"):
             return 405, b"only GET and HEAD\n", "text/plain; charset=utf-8", [("Allow", "GET, HEAD")]
         path = request.target.split("?", 1)[0]
         if path == "/metrics":
+            accept = request.headers.get("accept", "")
+            want_gzip = _accepts_gzip(request.headers.get("accept-encoding", ""))
             try:
-                body, ctype = self.metrics.render(request.headers.get("accept", ""))
+                state = self.metrics.scrape_state()  # here: the provider reads dispatcher state
+                if self.limits.render_in_thread:  # encoding costs ~20 µs per series: keep the loop free
+                    body, ctype, gz = await trio.to_thread.run_sync(
+                        self._encode, accept, state, want_gzip, limiter=self.render_limiter)
+                else:
+                    body, ctype, gz = self._encode(accept, state, want_gzip)
             except Exception as exc:
                 log.exception("rendering /metrics failed")
                 return 500, f"metrics failed: {type(exc).__name__}: {exc}\n".encode(), "text/plain; charset=utf-8", []
             extra: list[tuple[str, str]] = [("Vary", "Accept-Encoding")]
-            if len(body) >= self.limits.gzip_min_bytes and _accepts_gzip(request.headers.get("accept-encoding", "")):
-                body = gzip.compress(body, compresslevel=5)
+            if gz:
                 extra.append(("Content-Encoding", "gzip"))
             return 200, body, ctype, extra
         if path == "/healthz":

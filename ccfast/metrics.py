@@ -83,7 +83,7 @@ def outcome_for_cancel(reason: str, caller_hung_up: bool) -> str:
 
 # -- buckets -----------------------------------------------------------------------------------
 SL_THRESHOLDS = (5, 10, 15, 20, 30, 45, 60, 120, 300)  # service-level thresholds in common use
-WAIT_BUCKETS = (1, 2, 3, 5, 10, 15, 20, 25, 30, 45, 60, 90, 120, 180, 300, 600, 1200, 1800)
+WAIT_BUCKETS = (1, 2, 5, 10, 15, 20, 25, 30, 45, 60, 90, 120, 180, 300, 600, 1800)
 TALK_BUCKETS = (10, 30, 60, 120, 180, 300, 600, 900, 1200, 1800, 3600)
 WRAP_BUCKETS = (0, 5, 10, 15, 20, 30, 45, 60, 120, 300, 600)
 DISPATCH_BUCKETS = (
@@ -303,49 +303,72 @@ def snapshot_from_rows(
 
 
 class _ScrapeCollector(Collector):
-    """Builds the state and KPI gauges from one snapshot per scrape."""
+    """The state and KPI gauges, computed from one snapshot per collect (in the caller's thread)."""
 
     def __init__(self, metrics: Metrics) -> None:
         self._m = metrics
 
     def describe(self):
-        return [GaugeMetricFamily(s.name, s.help, labels=s.labels) for s in self._specs()]
-
-    def _specs(self):
-        return [s for s in SPECS if s.source == "scrape" and (self._m.per_agent or not s.per_agent)]
+        return [GaugeMetricFamily(s.name, s.help, labels=s.labels) for s in self._m._scrape_specs]
 
     def collect(self):
-        m = self._m
-        fams = {s.name: GaugeMetricFamily(s.name, s.help, labels=s.labels) for s in self._specs()}
-        now = m.clock()
-        snap = m.snapshot(now)
-        if snap is not None:
-            for (queue, state), n in snap.members.items():
-                fams[PREFIX + "queue_members"].add_metric((queue, state), n)
-            for queue, wait in snap.oldest_wait.items():
-                fams[PREFIX + "queue_oldest_wait_seconds"].add_metric((queue,), wait)
-            for (status, state), n in snap.agents.items():
-                fams[PREFIX + "agents"].add_metric((status, state), n)
-            for key, n in snap.queue_agents.items():
-                fams[PREFIX + "queue_agents"].add_metric(key, n)
-            for queue, n in snap.available_agents.items():
-                fams[PREFIX + "queue_available_agents"].add_metric((queue,), n)
-            for box, up in snap.esl_links.items():
-                fams[PREFIX + "esl_link_up"].add_metric((box,), 1.0 if up else 0.0)
-            fams[PREFIX + "store_journal_backlog"].add_metric((), snap.journal_backlog)
-            if m.per_agent:
-                for agent, (status, state) in snap.agent_detail.items():
-                    fams[PREFIX + "agent_state"].add_metric((agent, status, state), 1)
-        if m.kpi is not None:
-            stats = m.kpi.stats(now)
-            for queue, s in stats.items():
-                fams[PREFIX + "queue_service_level_threshold_seconds"].add_metric((queue,), s["threshold_s"])
-                for window, summary in ((s["window"]["label"], s["window"]), ("since_start", s["since_start"])):
-                    for metric, key in _KPI_KEYS:
-                        value = summary[key]
-                        if value is not None:  # no data → no sample (not a misleading 0)
-                            fams[metric].add_metric((queue, window), value)
-        return list(fams.values())
+        return self._m.scrape_state()
+
+
+class _Delegate(Collector):
+    """Exposes another registry's metrics inside ``Metrics.registry``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        return self._registry.collect()
+
+
+class _Frozen:
+    """Registry-like view for one render: live event metrics + state families taken earlier."""
+
+    def __init__(self, base: CollectorRegistry, state: list) -> None:
+        self._base, self._state = base, state
+
+    def collect(self):
+        yield from self._base.collect()
+        yield from self._state
+
+
+def _state_families(m: Metrics, now: float) -> list:
+    fams = {s.name: GaugeMetricFamily(s.name, s.help, labels=s.labels) for s in m._scrape_specs}
+    snap = m.snapshot(now)
+    if snap is not None:
+        for (queue, state), n in snap.members.items():
+            fams[PREFIX + "queue_members"].add_metric((queue, state), n)
+        for queue, wait in snap.oldest_wait.items():
+            fams[PREFIX + "queue_oldest_wait_seconds"].add_metric((queue,), wait)
+        for (status, state), n in snap.agents.items():
+            fams[PREFIX + "agents"].add_metric((status, state), n)
+        for key, n in snap.queue_agents.items():
+            fams[PREFIX + "queue_agents"].add_metric(key, n)
+        for queue, n in snap.available_agents.items():
+            fams[PREFIX + "queue_available_agents"].add_metric((queue,), n)
+        for box, up in snap.esl_links.items():
+            fams[PREFIX + "esl_link_up"].add_metric((box,), 1.0 if up else 0.0)
+        fams[PREFIX + "store_journal_backlog"].add_metric((), snap.journal_backlog)
+        if m.per_agent:
+            for agent, (status, state) in snap.agent_detail.items():
+                fams[PREFIX + "agent_state"].add_metric((agent, status, state), 1)
+    if m.kpi is not None:
+        stats = m.kpi.stats(now)
+        for queue, s in stats.items():
+            fams[PREFIX + "queue_service_level_threshold_seconds"].add_metric((queue,), s["threshold_s"])
+            for window, summary in ((s["window"]["label"], s["window"]), ("since_start", s["since_start"])):
+                for metric, key in _KPI_KEYS:
+                    value = summary[key]
+                    if value is not None:  # no data → no sample (not a misleading 0)
+                        fams[metric].add_metric((queue, window), value)
+    return list(fams.values())
 
 
 _KPI_KEYS = (
@@ -384,7 +407,10 @@ class Metrics:
         clock: Callable[[], float] = time.time,
     ) -> None:
         disable_created_metrics()  # *_created series double the series count for no dashboard use
+        # _base: metrics updated by the facade (thread-safe to render); registry: _base + scrape state
+        self._base = CollectorRegistry(auto_describe=True)
         self.registry = CollectorRegistry(auto_describe=True)
+        self._scrape_specs = [s for s in SPECS if s.source == "scrape" and (per_agent or not s.per_agent)]
         self.kpi = kpi
         self.per_agent = per_agent
         self.clock = clock
@@ -397,20 +423,21 @@ class Metrics:
             if spec.source != "event" or (spec.per_agent and not per_agent):
                 continue
             if spec.kind == "counter":
-                metric = Counter(spec.name, spec.help, spec.labels, registry=self.registry)
+                metric = Counter(spec.name, spec.help, spec.labels, registry=self._base)
             elif spec.kind == "histogram":
-                metric = Histogram(spec.name, spec.help, spec.labels, registry=self.registry, buckets=spec.buckets)
+                metric = Histogram(spec.name, spec.help, spec.labels, registry=self._base, buckets=spec.buckets)
             else:
-                metric = Gauge(spec.name, spec.help, spec.labels, registry=self.registry)
+                metric = Gauge(spec.name, spec.help, spec.labels, registry=self._base)
             self._m[spec.name] = metric
-        self.registry.register(_ScrapeCollector(self))
         self._m[PREFIX + "build_info"].labels(__version__).set(1)
         if process_metrics:
             from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 
-            ProcessCollector(registry=self.registry)
-            PlatformCollector(registry=self.registry)
-            GCCollector(registry=self.registry)
+            ProcessCollector(registry=self._base)
+            PlatformCollector(registry=self._base)
+            GCCollector(registry=self._base)
+        self.registry.register(_Delegate(self._base))
+        self.registry.register(_ScrapeCollector(self))
         self._children: dict[tuple, object] = {}
 
     # -- wiring ----------------------------------------------------------------------------
@@ -591,10 +618,21 @@ class Metrics:
         snap = self.snapshot(now)
         return self.kpi.stats(now, queue, snap.oldest_wait if snap is not None else None)
 
-    def render(self, accept: str = "") -> tuple[bytes, str]:
-        """The exposition body and its content type for an ``Accept`` header."""
+    def scrape_state(self, now: float | None = None) -> list:
+        """The scrape-time gauge families (state snapshot + KPIs). Calls the snapshot provider,
+        so call it where the dispatcher state may be read (the trio thread)."""
+        return _state_families(self, self.clock() if now is None else now)
+
+    def render(self, accept: str = "", state: list | None = None) -> tuple[bytes, str]:
+        """The exposition body and its content type for an ``Accept`` header.
+
+        With ``state`` (from ``scrape_state()``) it reads only thread-safe metric objects, so it
+        may run in a worker thread while the trio thread keeps recording; without, it collects
+        the state itself (same thread as the provider)."""
         encoder, content_type = choose_encoder(accept)
-        return encoder(self.registry), content_type
+        if state is None:
+            return encoder(self.registry), content_type
+        return encoder(_Frozen(self._base, state)), content_type
 
     def text(self) -> str:
         return generate_latest(self.registry).decode()

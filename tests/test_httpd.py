@@ -9,7 +9,7 @@ import trio.testing
 
 from ccfast.httpd import Health, HttpLimits, _Server, bound_port, health_status, parse_head, serve_http
 from ccfast.metrics import Metrics
-from ccfast_http_client import get, read_response
+from .ccfast_http_client import get, read_response
 
 FAST = HttpLimits(head_timeout_s=0.3, idle_timeout_s=0.3, write_timeout_s=0.3, max_head_bytes=1024)
 

@@ -271,3 +271,12 @@ def test_observe_events_derives_outcomes_without_double_counting():
     assert m._answered == {} and m._hung_up == {}  # bookkeeping released at the end events
     k = m.kpi_stats(1100)[q]["window"]
     assert k["answered"] == 2 and k["abandoned"] == 1 and k["aht_s"] == 110
+
+
+def test_docs_describe_every_metric():
+    import pathlib
+
+    text = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "metrics.md").read_text()
+    for spec in SPECS:
+        shown = spec.name + "_total" if spec.kind == "counter" else spec.name
+        assert f"`{shown}`" in text, shown

@@ -9,7 +9,7 @@ from ccfast.httpd import Health, bound_port, serve_http
 from ccfast.kpi import KpiTracker
 from ccfast.metrics import OUTCOMES, PREFIX, SL_THRESHOLDS, Metrics, StateSnapshot
 from ccfast.params import QueueParams
-from ccfast_http_client import get
+from .ccfast_http_client import get
 
 NOW = 2000.0
 
