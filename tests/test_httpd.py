@@ -199,3 +199,13 @@ def test_parse_head_details():
     assert r.target == "/metrics?x" and r.keep_alive and r.headers["host"] == "h"
     assert not parse_head(b"GET / HTTP/1.1\r\nConnection: close").keep_alive
     assert not parse_head(b"GET / HTTP/1.0").keep_alive
+
+
+async def test_inline_rendering_gives_the_same_exposition(nursery):
+    m = Metrics(process_metrics=False)
+    m.member_ended("q", "answered", 3, 0)
+    port_thread = await start(nursery, metrics=m)
+    port_inline = await start(nursery, metrics=m, limits=HttpLimits(render_in_thread=False))
+    _, _, body_thread = await get(port_thread, "/metrics")
+    _, _, body_inline = await get(port_inline, "/metrics")
+    assert body_thread == body_inline and b'ccfast_queue_calls_total{outcome="answered",queue="q"} 1.0' in body_inline
