@@ -18,6 +18,8 @@ them on every capture and on random events). What makes it fast:
 
 from collections.abc import Mapping
 
+cimport cython
+
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
 from libc.stdint cimport int32_t, uint8_t, uint64_t
@@ -94,6 +96,26 @@ cdef inline bint _has_ctrl_or_high(const uint8_t* s, Py_ssize_t n) noexcept nogi
             return True
         i += 1
     return False
+
+
+cdef inline bint _name_ok(const uint8_t* s, Py_ssize_t n) noexcept nogil:
+    """Every byte in 0x21..0x7E (the caller guarantees there is no ':')."""
+    cdef Py_ssize_t i = 0
+    cdef uint64_t w
+    while i + 8 <= n:
+        memcpy(&w, s + i, 8)
+        # a byte < 0x21 or >= 0x80 sets its high bit here; so does a byte == 0x7F below
+        if ((w - <uint64_t>0x2121212121212121ULL) | w) & <uint64_t>0x8080808080808080ULL:
+            return False
+        w ^= <uint64_t>0x7F7F7F7F7F7F7F7FULL
+        if (w - <uint64_t>0x0101010101010101ULL) & ~w & <uint64_t>0x8080808080808080ULL:
+            return False
+        i += 8
+    while i < n:
+        if not NAME_OK[s[i]]:
+            return False
+        i += 1
+    return True
 
 
 cdef bint _has_ctrl(const uint8_t* s, Py_ssize_t n) noexcept nogil:
@@ -246,14 +268,20 @@ cdef object _json_str(const uint8_t* s, Py_ssize_t n, bint esc):
             free(buf)
 
 
-cdef Py_ssize_t _scan_jstring(const uint8_t* p, Py_ssize_t i, Py_ssize_t n, int32_t* flags) noexcept nogil:
-    """*i* is just after an opening quote; index of the closing quote, or -1 (use the fallback)."""
+cdef Py_ssize_t _scan_jstring(const uint8_t* p, Py_ssize_t i, Py_ssize_t n, int32_t* flags,
+                              bint may_escape=True) noexcept nogil:
+    """*i* is just after an opening quote; index of the closing quote, or -1 (use the fallback).
+
+    *may_escape* False: the caller knows there is no backslash in the whole buffer.
+    """
     cdef const uint8_t* q = <const uint8_t*>memchr(p + i, 0x22, n - i)
     cdef const uint8_t* bs
     cdef Py_ssize_t k
     cdef uint8_t e
     if q == NULL:
         return -1
+    if not may_escape:
+        return q - p
     bs = <const uint8_t*>memchr(p + i, 0x5C, (q - p) - i)
     if bs == NULL:
         return q - p
@@ -279,6 +307,7 @@ cdef Py_ssize_t _scan_jstring(const uint8_t* p, Py_ssize_t i, Py_ssize_t n, int3
 # ------------------------------------------------------------------ lazy headers
 
 
+@cython.no_gc
 cdef class LazyHeaders:
     """Header index over an event's bytes; same methods as ``_events.Headers``.
 
@@ -301,7 +330,17 @@ cdef class LazyHeaders:
         if self.ents != NULL:
             free(self.ents)
 
-    cdef int _push(self, Py_ssize_t ns, Py_ssize_t nl, Py_ssize_t vs, Py_ssize_t vl, int flags) except -1:
+    cdef int _reserve(self, Py_ssize_t ncap) except -1:
+        cdef HEnt* grown
+        if ncap > self.cap:
+            grown = <HEnt*>realloc(self.ents, ncap * sizeof(HEnt))
+            if grown == NULL:
+                raise MemoryError()
+            self.ents = grown
+            self.cap = ncap
+        return 0
+
+    cdef inline int _push(self, Py_ssize_t ns, Py_ssize_t nl, Py_ssize_t vs, Py_ssize_t vl, int flags) except -1:
         cdef HEnt* grown
         cdef Py_ssize_t ncap
         if self.n == self.cap:
@@ -456,61 +495,63 @@ cdef object _fast_plain(bytes body):
     cdef const uint8_t* q
     cdef const uint8_t* pc
     cdef int flags
-    cdef bint high, need_check
+    cdef bint need_check, high
+    cdef Py_ssize_t next_pct
     cdef LazyHeaders h
-    # blank line that ends the header block
-    pos = 0
-    end = -1
-    while True:
-        q = <const uint8_t*>memchr(p + pos, 0x0A, n - pos)
-        if q == NULL or (q - p) + 1 >= n:
-            break
-        if q[1] == 0x0A:
-            end = q - p
-            break
-        pos = (q - p) + 1
-    if end < 0:
-        raise RemoteProtocolError("event-plain body has no terminating blank line")
     h = LazyHeaders.__new__(LazyHeaders)
     h.raw = body
     h.base = p
     h.kind = 0
-    high = _has_high(p, end)
+    h._reserve(n // 24 + 8)
+    high = _has_high(p, n)
+    q = <const uint8_t*>memchr(p, 0x25, n)
+    next_pct = (q - p) if q != NULL else n
     pos = 0
-    if end > 0:
-        while pos <= end:
-            q = <const uint8_t*>memchr(p + pos, 0x0A, end - pos)
-            eol = (q - p) if q != NULL else end
-            ns = pos
-            k = pos
-            while k < eol and NAME_OK[p[k]]:
-                k += 1
-            if k == ns or k >= eol or p[k] != 0x3A:
-                raise RemoteProtocolError(f"malformed header line {body[ns:min(eol, ns + 80)]!r}")
-            vs = k + 1
-            if vs < eol and p[vs] == 0x20:
-                vs += 1
-            vl = eol - vs
-            flags = 0
-            if vl == 7 and memcmp(p + vs, b"_undef_", 7) == 0:
-                flags = F_UNDEF
-            else:
-                need_check = False
-                pc = <const uint8_t*>memchr(p + vs, 0x25, vl)
-                if pc != NULL:
-                    flags = F_PCT
-                    while pc != NULL:
-                        j = pc - p
-                        if j + 2 < eol and HEXV[p[j + 1]] >= 8 and HEXV[p[j + 2]] >= 0:
-                            need_check = True
-                            break
-                        pc = <const uint8_t*>memchr(p + j + 1, 0x25, eol - j - 1)
-                if high and not need_check:
-                    need_check = _has_high(p + vs, vl)
-                if need_check and not _unquoted_valid(p + vs, vl):
-                    raise RemoteProtocolError(f"header value is not valid UTF-8: {body[vs:vs + min(vl, 80)]!r}")
-            h._push(ns, k - ns, vs, vl, flags)
-            pos = eol + 1
+    end = -1
+    if n >= 2 and p[0] == 0x0A and p[1] == 0x0A:
+        end = 0
+    while end < 0:
+        if pos >= n:
+            raise RemoteProtocolError("event-plain body has no terminating blank line")
+        if p[pos] == 0x0A and pos > 0:
+            end = pos - 1  # the "\n\n" that ends the block
+            break
+        # name: table check up to ':'; value: up to the next '\n' (memchr)
+        ns = pos
+        k = pos
+        while k < n and NAME_OK[p[k]]:
+            k += 1
+        if k == ns or k >= n or p[k] != 0x3A:
+            q = <const uint8_t*>memchr(p + pos, 0x0A, n - pos)
+            eol = (q - p) if q != NULL else n
+            raise RemoteProtocolError(f"malformed header line {body[ns:min(eol, ns + 80)]!r}")
+        vs = k + 1
+        if vs < n and p[vs] == 0x20:
+            vs += 1
+        q = <const uint8_t*>memchr(p + vs, 0x0A, n - vs)
+        if q == NULL:
+            raise RemoteProtocolError("event-plain body has no terminating blank line")
+        eol = q - p
+        vl = eol - vs
+        flags = 0
+        need_check = False
+        # '%' positions are found once for the whole body, not per value
+        while next_pct < eol:
+            if next_pct >= vs:
+                flags = F_PCT
+                if next_pct + 2 < eol and HEXV[p[next_pct + 1]] >= 8 and HEXV[p[next_pct + 2]] >= 0:
+                    need_check = True
+            q = <const uint8_t*>memchr(p + next_pct + 1, 0x25, n - next_pct - 1)
+            next_pct = (q - p) if q != NULL else n
+        if vl == 7 and memcmp(p + vs, b"_undef_", 7) == 0:
+            flags = F_UNDEF
+        else:
+            if high and not need_check:
+                need_check = _has_high(p + vs, vl)
+            if need_check and not _unquoted_valid(p + vs, vl):
+                raise RemoteProtocolError(f"header value is not valid UTF-8: {body[vs:vs + min(vl, 80)]!r}")
+        h._push(ns, k - ns, vs, vl, flags)
+        pos = eol + 1
     pos = end + 2
     ev_body = None
     last = h.n - 1
@@ -534,6 +575,7 @@ cdef object _fast_json(bytes body):
     cdef Py_ssize_t n = PyBytes_GET_SIZE(body)
     cdef Py_ssize_t i, ks, ke, vs, ve
     cdef int32_t flags
+    cdef bint has_bs
     cdef LazyHeaders h
     ev_body = None
     if n < 2 or p[0] != 0x7B:
@@ -546,6 +588,8 @@ cdef object _fast_json(bytes body):
     h.raw = body
     h.base = p
     h.kind = 1
+    h._reserve(n // 28 + 8)
+    has_bs = memchr(p, 0x5C, n) != NULL
     i = 1
     if p[i] == 0x7D:
         i += 1
@@ -555,7 +599,7 @@ cdef object _fast_json(bytes body):
                 return _py_json(body)
             ks = i + 1
             flags = 0
-            ke = _scan_jstring(p, ks, n, &flags)
+            ke = _scan_jstring(p, ks, n, &flags, has_bs)
             if ke < 0 or flags:
                 return _py_json(body)
             i = ke + 1
@@ -566,7 +610,7 @@ cdef object _fast_json(bytes body):
                 return _py_json(body)
             if p[i] == 0x22:
                 vs = i + 1
-                ve = _scan_jstring(p, vs, n, &flags)
+                ve = _scan_jstring(p, vs, n, &flags, has_bs)
                 if ve < 0:
                     return _py_json(body)
                 i = ve + 1
@@ -580,7 +624,7 @@ cdef object _fast_json(bytes body):
                     while True:
                         if i >= n or p[i] != 0x22:
                             return _py_json(body)
-                        ve = _scan_jstring(p, i + 1, n, &flags)
+                        ve = _scan_jstring(p, i + 1, n, &flags, has_bs)
                         if ve < 0:
                             return _py_json(body)
                         i = ve + 1
