@@ -11,7 +11,7 @@ from ccfast import strings as S
 from ccfast.store import StoreError, Writer, WriterConfig, open_writer, startup_reset
 from ccfast.store.schema import COLUMN_NAMES, INDEXES
 
-from test_store_common import (  # noqa: F401  (pg_dsn, target are fixtures)
+from tests.test_store_common import (  # noqa: F401  (pg_dsn, target are fixtures)
     METACHARS,
     SPEC,
     Model,

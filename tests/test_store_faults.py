@@ -13,7 +13,7 @@ import trio
 from ccfast.store import PostgresStore, StoreError, StoreUnavailable, WriterConfig, aio, open_writer
 from ccfast.store.writer import STATE_OK, STATE_OVERFLOW
 
-from test_store_common import (  # noqa: F401  (pg_dsn, target are fixtures)
+from tests.test_store_common import (  # noqa: F401  (pg_dsn, target are fixtures)
     METACHARS,
     Model,
     Proxy,
