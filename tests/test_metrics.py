@@ -7,7 +7,7 @@ from ccfast import strings as S
 from ccfast.kpi import KpiTracker
 from ccfast.metrics import (
     OUTCOMES, PREFIX, RESULTS, SL_THRESHOLDS, SPECS, Metrics, MetricsError, StateSnapshot,
-    exported_series, offer_result_for_cause, outcome_for_cancel, snapshot_from_rows,
+    offer_result_for_cause, outcome_for_cancel, snapshot_from_rows,
 )
 from ccfast.params import QueueParams
 

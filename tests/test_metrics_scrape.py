@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ccfast import strings as S
 from ccfast.httpd import Health, bound_port, serve_http
 from ccfast.kpi import KpiTracker
-from ccfast.metrics import OUTCOMES, PREFIX, SL_THRESHOLDS, Metrics, StateSnapshot
+from ccfast.metrics import PREFIX, SL_THRESHOLDS, Metrics, StateSnapshot
 from ccfast.params import QueueParams
 from .ccfast_http_client import get
 
