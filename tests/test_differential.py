@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from ccfast import strings as S
 from ccfast.oracle import Oracle
 from ccfast.params import QueueParams
-from strategies_state import DIFFERENTIAL, NOW, RESULTS, State, agent_row, member_row, states, tier_row
+from tests.strategies_state import DIFFERENTIAL, NOW, RESULTS, State, agent_row, member_row, states, tier_row
 
 from ccfast._core import Core  # noqa: E402  (the module under test; an ImportError is a real failure)
 

@@ -7,7 +7,7 @@ import pytest
 from ccfast import strings as S
 from ccfast.oracle import Oracle, OracleError
 from ccfast.params import QueueParams
-from strategies_state import NOW, agent_row, member_row, ring_marker, tier_row
+from tests.strategies_state import NOW, agent_row, member_row, ring_marker, tier_row
 
 J = NOW  # a member's join second in most tests
 
