@@ -59,6 +59,16 @@ class Env:
             while service.members or service.offers:
                 await trio.sleep(0.01)
 
+    def live_channels(self) -> list:
+        return [c for c in self.sim.switch.channels.values() if c.alive]
+
+    async def quiesce(self, timeout: float = 5.0) -> None:
+        """settle(), then until the simulator has no live channel (hang-ups propagate in ms)."""
+        await self.settle(timeout)
+        with trio.move_on_after(timeout):
+            while self.live_channels():
+                await trio.sleep(0.01)
+
     def check_invariants(self) -> None:
         core = self.core
         for agent in core.rows("agents"):
@@ -68,6 +78,7 @@ class Env:
         for member in core.rows("members"):
             assert member["state"] != S.MEMBER_TRYING or member["serving_agent"] in S.RING_STRATEGIES, member
         assert not self.running.service.offers
+        assert not self.live_channels(), "a channel was left up in the simulator"
 
 
 @contextlib.asynccontextmanager

@@ -21,8 +21,142 @@ async def test_one_call_is_offered_bridged_and_ended():
         with trio.fail_after(5):
             await record.done.wait()
         assert record.outcome == "bridged"
-        await env.settle()
+        await env.quiesce()
         agent = env.core.rows("agents")[0]
         assert agent["calls_answered"] == 1 and agent["state"] == S.STATE_WAITING
         assert env.core.rows("members") == []
         env.check_invariants()
+
+
+async def _cc_events(env, count: int, timeout: float = 5.0) -> list:
+    out = []
+    with trio.fail_after(timeout):
+        while len(out) < count:
+            event = await env.control.events.get()
+            if event.get("Event-Subclass") == S.EVENT_SUBCLASS:
+                out.append(event)
+    return out
+
+
+async def test_events_of_one_call_come_in_mod_callcenter_order_with_its_headers():
+    profiles = {"a1": AgentProfile("a1", talk_time=0.2)}
+    async with open_callcenter(conf(QUEUE, AGENT, TIER), profiles=profiles) as env:
+        await env.control.subscribe(["CUSTOM"], [S.EVENT_SUBCLASS])
+        env.sim.spawn_caller(CallerSpec(queue="support@default", cid_name="Alice Smith"))
+        events = await _cc_events(env, 10)
+        actions = [(e.get("CC-Action"), e.get("CC-Agent-State") or e.get("CC-Cause")) for e in events]
+        assert actions == [
+            ("member-queue-start", None), ("members-count", None),
+            ("agent-state-change", "Receiving"), ("agent-offering", None),
+            ("bridge-agent-start", None), ("agent-state-change", "In a queue call"),
+            ("members-count", None), ("bridge-agent-end", None),
+            ("member-queue-end", "Terminated"), ("agent-state-change", "Waiting"),
+        ]
+        offering = events[3]
+        cc_headers = [k for k in offering.headers.keys() if k.startswith("CC-")]
+        assert cc_headers == ["CC-Queue", "CC-Action", "CC-Agent", "CC-Agent-Type", "CC-Agent-System",
+                              "CC-Member-UUID", "CC-Member-Session-UUID", "CC-Member-CID-Name",
+                              "CC-Member-CID-Number"]
+        assert offering.get("CC-Member-CID-Name") == "Alice Smith"
+        await env.quiesce()
+        env.check_invariants()
+
+
+async def test_no_answer_fails_over_to_the_next_agent():
+    agents = AGENT.replace("sim/agent/a1", "sim/agent/deaf") + (
+        '<agent name="1001@default" type="callback" contact="sim/agent/a2" status="Available"/>'
+    )
+    tiers = TIER + '<tier agent="1001@default" queue="support@default" level="1" position="2"/>'
+    queue = QUEUE.replace("longest-idle-agent", "top-down")
+    profiles = {
+        "deaf": AgentProfile("deaf", outcome="USER_BUSY", fail_time=0.01),
+        "a2": AgentProfile("a2", talk_time=0.1),
+    }
+    async with open_callcenter(conf(queue, agents, tiers), profiles=profiles) as env:
+        record = env.sim.spawn_caller(CallerSpec(queue="support@default"))
+        with trio.fail_after(5):
+            await record.done.wait()
+        assert record.outcome == "bridged"
+        await env.quiesce()
+        rows = {a["name"]: a for a in env.core.rows("agents")}
+        assert rows["1001@default"]["calls_answered"] == 1
+        assert rows["1000@default"]["calls_answered"] == 0
+        env.check_invariants()
+
+
+async def test_caller_hangup_while_agent_rings_cancels_the_leg_at_once():
+    profiles = {"a1": AgentProfile("a1", outcome="no_answer")}
+    async with open_callcenter(conf(QUEUE, AGENT, TIER), profiles=profiles) as env:
+        await env.control.subscribe(["CUSTOM"], [S.EVENT_SUBCLASS])
+        record = env.sim.spawn_caller(CallerSpec(queue="support@default", patience=0.3))
+        with trio.fail_after(5):
+            await record.done.wait()
+        assert record.outcome == "abandoned"
+        await env.quiesce()
+        actions = [e.get("CC-Action") for e in await _cc_events(env, 8)]
+        assert "bridge-agent-fail" in actions
+        end = actions.index("member-queue-end")
+        assert actions[end + 1] == "members-count"
+        member = env.core.rows("members")[0]
+        assert member["state"] == S.MEMBER_ABANDONED
+        assert env.core.rows("agents")[0]["state"] == S.STATE_WAITING
+        # check_invariants: no zombie agent leg left ringing in the simulator
+        env.check_invariants()
+
+
+async def test_max_wait_time_sends_the_caller_back_to_the_dialplan():
+    queue = QUEUE.replace("</queue>", '<param name="max-wait-time" value="1"/></queue>')
+    async with open_callcenter(conf(queue)) as env:
+        await env.control.subscribe(["CUSTOM"], [S.EVENT_SUBCLASS])
+        record = env.sim.spawn_caller(CallerSpec(queue="support@default"))
+        events = await _cc_events(env, 4, timeout=5)
+        end = events[2]
+        assert end.get("CC-Action") == "member-queue-end"
+        assert end.get("CC-Cause") == "Cancel" and end.get("CC-Cancel-Reason") == "TIMEOUT"
+        with trio.fail_after(5):
+            await record.done.wait()
+        assert record.continued_in_dialplan
+        await env.quiesce()
+        env.check_invariants()
+
+
+async def test_exit_key_leaves_the_queue():
+    async with open_callcenter(conf(QUEUE)) as env:
+        await env.control.subscribe(["CUSTOM"], [S.EVENT_SUBCLASS])
+        env.sim.spawn_caller(CallerSpec(queue="support@default", variables={"cc_exit_keys": "9"},
+                                        dtmf=[(0.2, "9")]))
+        events = await _cc_events(env, 3)
+        assert events[2].get("CC-Cancel-Reason") == "EXIT_WITH_KEY"
+
+
+async def test_ring_all_first_answer_wins_and_the_others_are_cancelled():
+    queue = QUEUE.replace("longest-idle-agent", "ring-all")
+    agents = "".join(
+        f'<agent name="{n}@default" type="callback" contact="sim/agent/r{n}" status="Available"/>' for n in (1, 2, 3)
+    )
+    tiers = "".join(f'<tier agent="{n}@default" queue="support@default" level="1" position="{n}"/>' for n in (1, 2, 3))
+    profiles = {
+        "r1": AgentProfile("r1", ring_time=2.0, talk_time=0.1),
+        "r2": AgentProfile("r2", ring_time=0.05, talk_time=0.2),
+        "r3": AgentProfile("r3", outcome="no_answer"),
+    }
+    async with open_callcenter(conf(queue, agents, tiers), profiles=profiles) as env:
+        record = env.sim.spawn_caller(CallerSpec(queue="support@default"))
+        with trio.fail_after(5):
+            await record.done.wait()
+        assert record.outcome == "bridged"
+        await env.quiesce()
+        rows = {a["name"]: a for a in env.core.rows("agents")}
+        assert [rows[f"{n}@default"]["calls_answered"] for n in (1, 2, 3)] == [0, 1, 0]
+        env.check_invariants()
+
+
+async def test_control_port_answers_callcenter_config_like_fs_cli():
+    async with open_callcenter(conf(QUEUE, AGENT, TIER)) as env:
+        out = await env.cc("queue list")
+        assert out.startswith("name|strategy|moh_sound|")
+        assert "support@default|longest-idle-agent|" in out and out.endswith("+OK\n")
+        assert await env.cc("agent set status 1000@default 'On Break'") == "+OK\n"
+        assert await env.cc("agent get status 1000@default") == "On Break"
+        assert await env.cc("agent set status nobody Available") == "-ERR Agent not found!\n"
+        assert await env.control.api("no_such_command") == "-ERR no_such_command Command not found!\n"

@@ -43,7 +43,8 @@ class MemberSession:
         self.reason: str | None = None
         self.exit_key: str | None = None
         self.agent_found = False
-        self.is_bridged = False
+        self.is_bridged = False  # cc_agent_bridged: the offer confirmed the bridge
+        self.channel_bridged = False  # the member channel reported CHANNEL_BRIDGE
         self.gone = False
         self.moh: str | None = None
         self._changed = trio.Event()
@@ -68,7 +69,7 @@ class MemberSession:
         self._settled_check()
 
     def _settled_check(self) -> None:
-        if (self.is_bridged or self.gone) and self._settled is not None:
+        if (self.channel_bridged or self.is_bridged or self.gone) and self._settled is not None:
             self._settled.set()
 
     async def wait_bridged_or_gone(self) -> None:
@@ -167,8 +168,8 @@ class MemberSession:
                 self.reason = S.CANCEL_EXIT_WITH_KEY
                 self._poke()
         elif name == "CHANNEL_BRIDGE":
-            self.is_bridged = True
-            self._poke()
+            self.channel_bridged = True  # the offer records the bridge, then calls bridged()
+            self._settled_check()
         elif name == "CHANNEL_EXECUTE_COMPLETE" and event.get("Application") == "playback":
             if event.get("Application-Data") == self.moh and not (self.reason or self.is_bridged or self.gone):
                 response = event.get("Application-Response") or ""

@@ -214,7 +214,7 @@ class OfferTask:
                 nursery.start_soon(agent_hangup)
                 await member.wait_bridged_or_gone()
                 nursery.cancel_scope.cancel()
-        if member.is_bridged:
+        if member.channel_bridged or member.is_bridged:
             return "bridged"
         if member.gone:
             return "member-gone"
