@@ -518,10 +518,9 @@ cdef object _fast_plain(bytes body):
             break
         # name: table check up to ':'; value: up to the next '\n' (memchr)
         ns = pos
-        k = pos
-        while k < n and NAME_OK[p[k]]:
-            k += 1
-        if k == ns or k >= n or p[k] != 0x3A:
+        q = <const uint8_t*>memchr(p + pos, 0x3A, n - pos)
+        k = (q - p) if q != NULL else n
+        if k == ns or k >= n or not _name_ok(p + ns, k - ns):
             q = <const uint8_t*>memchr(p + pos, 0x0A, n - pos)
             eol = (q - p) if q != NULL else n
             raise RemoteProtocolError(f"malformed header line {body[ns:min(eol, ns + 80)]!r}")

@@ -10,11 +10,12 @@ else is literal; ``+`` stays ``+``. Values are UTF-8.
 
 from __future__ import annotations
 
+from urllib.parse import unquote_to_bytes
+
 from .errors import RemoteProtocolError
 
 UNSAFE = b"\r\n \"#%&+:;<=>?@[\\]^`{|}"
 _UPPER_HEX = b"0123456789ABCDEF"
-_HEXVAL = {c: int(chr(c), 16) for c in b"0123456789abcdefABCDEF"}
 
 # byte -> its encoded form; only '%' needs the look-ahead check below
 _ENC = [
@@ -46,22 +47,11 @@ def url_encode(value: str) -> str:
 
 
 def url_decode_bytes(raw: bytes) -> bytes:
-    """Decode ``%XX`` escapes (either case); invalid escapes stay literal."""
+    """Decode ``%XX`` escapes (either case); invalid escapes stay literal; ``+`` stays ``+``."""
     if b"%" not in raw:
         return raw
-    out = bytearray()
-    n = len(raw)
-    i = 0
-    hv = _HEXVAL
-    while i < n:
-        b = raw[i]
-        if b == 0x25 and i + 2 < n and raw[i + 1] in hv and raw[i + 2] in hv:
-            out.append(hv[raw[i + 1]] * 16 + hv[raw[i + 2]])
-            i += 3
-        else:
-            out.append(b)
-            i += 1
-    return bytes(out)
+    # the stdlib's table-driven decoder has exactly these rules
+    return unquote_to_bytes(raw)
 
 
 def url_decode(raw: bytes) -> str:
