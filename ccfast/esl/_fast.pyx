@@ -268,7 +268,7 @@ cdef object _json_str(const uint8_t* s, Py_ssize_t n, bint esc):
             free(buf)
 
 
-cdef Py_ssize_t _scan_jstring(const uint8_t* p, Py_ssize_t i, Py_ssize_t n, int32_t* flags,
+cdef inline Py_ssize_t _scan_jstring(const uint8_t* p, Py_ssize_t i, Py_ssize_t n, int32_t* flags,
                               bint may_escape=True) noexcept nogil:
     """*i* is just after an opening quote; index of the closing quote, or -1 (use the fallback).
 

@@ -80,7 +80,11 @@ def encode_event_plain(headers: Any, body: str | bytes | None = None) -> bytes:
     if body is None and isinstance(headers, Event):
         body = headers.body
     raw_body = _b(body)
-    block = encode_plain_headers(headers)
+    pairs = list(_pairs(headers))
+    if not raw_body and pairs and pairs[-1][0] == "Content-Length":
+        # a reader would take it for the length of a body: the bytes would not decode
+        raise LocalProtocolError("an event without body cannot end with a Content-Length header")
+    block = encode_plain_headers(pairs)
     if raw_body:
         return block + b"Content-Length: %d\n\n" % len(raw_body) + raw_body
     return block + b"\n"
