@@ -177,9 +177,9 @@ def run(state: State, data: st.DataObject | None, passes: int = 3, core_factory=
 
 
 @DIFFERENTIAL
-@given(state=states(), data=st.data())
+@given(state=states(max_agents=10, max_members=12), data=st.data())
 def test_core_matches_oracle(state, data):
-    run(state, data)
+    run(state, data, passes=4)
 
 
 # -- minimal cases found by the property test (regular tests) ------------------------------
@@ -194,3 +194,21 @@ def test_smoke_every_strategy_one_pass():
     members = [member_row(q.name, f"m{i}", NOW - 10 * i, serving_agent=q.strategy if "ring" in q.strategy else "")
                for i, q in enumerate(queues)]
     run(_state(queues, agents, tiers, members), None, passes=2)
+
+
+def test_core_bug_top_down_pointer_reset_early_by_max_no_answer():
+    """Found by the property test. Top-down member m walked to B (level 1, the last row); B's
+    no-answer reaches max-no-answer, so B goes On Break (still a candidate row). The next pass
+    evaluates m with its pointer (1, 0): the query returns no row, so mod_callcenter unsets the
+    pointer and makes NO offer in that pass (§4.2 step 10, §4.3); the walk restarts at A one pass
+    later. The core restarted the walk in the same pass and offered A at once."""
+    q = QueueParams(name="q", strategy=S.TOP_DOWN)
+    agents = [agent_row("A"), agent_row("B", max_no_answer=1)]
+    tiers = [tier_row("q", "A", level=0, position=1), tier_row("q", "B", level=1, position=0)]
+    d = Differential(_state([q], agents, tiers, [member_row("q", "m", NOW)]))
+    (p,) = d.dispatch(NOW)  # m -> A
+    d.fail(p, S.HANGUP_NO_ANSWER, NOW)
+    (p,) = d.dispatch(NOW + 1)  # m -> B (level > 0)
+    d.fail(p, S.HANGUP_NO_ANSWER, NOW + 1)  # B: max-no-answer -> On Break
+    assert d.dispatch(NOW + 1) == []  # walk past the end: pointer unset, no offer
+    assert [(x.queue,) for x in d.dispatch(NOW + 2)] == [("q",)]  # then A again
