@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ccfast.member")
 
 HANGUP_GRACE = 2.0  # seconds to wait for CHANNEL_HANGUP_COMPLETE before closing a dead session
+DECLINE_CONFIRM = 2.0  # seconds to wait for the channel to run our `log` before closing anyway
 PLAYBACK_STOP_RESPONSES = ("FILE PLAYED", "PLAYBACK ERROR", "FILE NOT FOUND")
 
 
@@ -91,13 +92,11 @@ class MemberSession:
         svc = self.service
         queue = (self.variable("cc_queue") or "").strip().split(" ")[0]
         if not queue:
-            log.warning("member %s: no cc_queue set; returning to the dialplan", self.session_uuid)
-            await self._leave()
+            await self._decline("no cc_queue set")
             return
         params = svc.resolve_queue(queue)
         if params is None:
-            log.warning("member %s: queue %r not found; returning to the dialplan", self.session_uuid, queue)
-            await self._leave()
+            await self._decline(f"queue {queue!r} not found")
             return
         self.queue = queue
         link = self.link
@@ -127,7 +126,7 @@ class MemberSession:
         try:
             await link.api(
                 f"uuid_setvar_multi {self.session_uuid} cc_side=member;cc_member_uuid={self.member_uuid};"
-                f"cc_queue_joined_epoch={now};cc_queue={queue}"
+                f"cc_agent_found=;cc_agent_bridged=;cc_queue_joined_epoch={now};cc_queue={queue}"
             )
             moh = self.variable("cc_moh_override") or params.moh_sound
             self.moh = expand(moh, self.link.data) if moh else None
@@ -224,6 +223,30 @@ class MemberSession:
             await self.box.api(command)
         except Exception as exc:  # the link may be down; the member's fate is already decided
             log.debug("member %s: %s failed: %r", self.session_uuid, command.split()[0], exc)
+
+    async def _decline(self, why: str) -> None:
+        """Like the app with no usable queue (§3.1): nothing answered or set, dialplan goes on.
+
+        The socket may only be closed once the channel is parked in the socket app (closing
+        earlier strands it, integration notes §2.5); a ``log`` app that has completed proves it,
+        and puts the warning into FreeSWITCH's log too."""
+        log.warning("member %s: %s; returning to the dialplan", self.session_uuid, why)
+        link = self.link
+        try:
+            await link.command("resume")
+            await link.command("myevents")
+            await link.execute("log", f"WARNING ccfast: {why}; returning to the dialplan")
+            with trio.move_on_after(DECLINE_CONFIRM):
+                while True:
+                    event = await link.next_event()
+                    name = event.get("Event-Name")
+                    if name == "CHANNEL_EXECUTE_COMPLETE" and event.get("Application") == "log":
+                        break
+                    if name in ("CHANNEL_HANGUP", "DISCONNECT_NOTICE"):
+                        break
+        except Exception as exc:  # the caller may be gone already
+            log.debug("member %s: decline: %r", self.session_uuid, exc)
+        await self._leave()
 
     async def _leave(self) -> None:
         with trio.move_on_after(HANGUP_GRACE if self.gone else 0.5):
