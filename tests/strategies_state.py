@@ -201,7 +201,9 @@ def states(draw, max_agents: int = 8, max_members: int = 8) -> State:
     queues = [draw(queue_params(n)) for n in qnames]
     anames = draw(st.lists(st.sampled_from(AGENT_NAMES), min_size=1, max_size=max_agents, unique=True))
     agents = [draw(agent_rows(n, now)) for n in anames]
-    pairs = [(q, a) for q in qnames for a in anames]
+    # tiers may name a queue that is not loaded ("ghost"): never dispatched, but its tier rows
+    # still take part in the Standby/Ready bookkeeping of the agent's other queues (§5.1, §5.8)
+    pairs = [(q, a) for q in qnames + ["ghost"] for a in anames]
     chosen = draw(st.lists(st.sampled_from(pairs), max_size=len(pairs), unique=True)) if pairs else []
     tiers = [
         tier_row(q, a, level=draw(st.integers(0, 3)), position=draw(st.integers(0, 4)),
@@ -212,7 +214,10 @@ def states(draw, max_agents: int = 8, max_members: int = 8) -> State:
     members = []
     for i in range(n_members):
         queue = draw(st.sampled_from(queues))
-        members.append(draw(member_rows(f"m{i:02d}", queue, qnames, now, instance_id)))
+        row = draw(member_rows(f"m{i:02d}", queue, qnames, now, instance_id))
+        if draw(st.integers(0, 19)) == 0:  # a member of a queue that is not loaded: deleted (§4.2)
+            row["queue"] = "ghost"
+        members.append(row)
     return State(
         instance_id=instance_id,
         reserve_agents=draw(st.booleans()),
