@@ -206,7 +206,8 @@ class MemberSession:
                     svc.cancel_offer(cancel.offer_id, S.HANGUP_ORIGINATOR_CANCEL)
                 svc.changed(member=self)
                 if not self.gone:
-                    vars_ = f"cc_queue_canceled_epoch={now};cc_cause={S.CC_CAUSE_CANCEL};cc_cancel_reason={reason}"
+                    vars_ = (f"cc_agent_found=;cc_queue_canceled_epoch={now};cc_cause={S.CC_CAUSE_CANCEL};"
+                             f"cc_cancel_reason={reason}")
                     if self.exit_key:
                         vars_ += f";cc_exit_key={self.exit_key}"
                     await self._quiet_api(f"uuid_setvar_multi {self.session_uuid} {vars_}")
@@ -214,7 +215,8 @@ class MemberSession:
             else:
                 svc.core.member_answered_exit(self.member_uuid)
                 svc.changed(member=self)
-                await self._quiet_api(f"uuid_setvar {self.session_uuid} cc_cause {S.CC_CAUSE_ANSWERED}")
+                await self._quiet_api(
+                    f"uuid_setvar_multi {self.session_uuid} cc_agent_found=;cc_cause={S.CC_CAUSE_ANSWERED}")
             svc.member_left(self)
             await self._leave()
 
