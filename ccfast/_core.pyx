@@ -148,12 +148,18 @@ cdef class Agent:
 
 
 cdef class Tier:
-    """One ``tiers`` row. ``key`` is its entry in the queue's candidate index (or None)."""
+    """One ``tiers`` row, and its own entry in its queue's candidate index: it sorts by the
+    key (k0, k1, k2, agent name) it was inserted with (no separate key tuple, to save memory);
+    a tuple probe (level,) / (level, position) compares as a prefix of that key."""
     cdef public object queue, agent_name, state
     cdef public long long level, position
     cdef public Agent agent
-    cdef public object key
-    cdef public Queue kq  # the queue whose index holds ``key``
+    cdef public bint key
+    cdef public long long k0, k1, k2
+    cdef public Queue kq  # the queue whose index holds this tier
+
+    def __richcmp__(Tier self, other, int op):
+        return _richcmp(_tier_cmp(self, other), op)
 
     def row(self):
         return {"queue": self.queue, "agent": self.agent_name, "state": self.state,
@@ -173,9 +179,14 @@ cdef class Member:
     # member app (§3.3/§3.4): in the wait loop since t_called; a timeout was reported
     cdef public bint in_app, reported, deleted, counted
     cdef public long long t_called
-    cdef public object mkey, akey, tdkey, abkey
-    cdef public Queue mq  # queue whose member index holds mkey
+    cdef public bint in_idx  # in mq.members, ordered by (mk0, seq): score DESC, seq ASC (§4.1)
+    cdef public long long mk0
+    cdef public object akey, tdkey, abkey
+    cdef public Queue mq
     cdef public list offers
+
+    def __richcmp__(Member self, other, int op):
+        return _richcmp(_member_cmp(self, other), op)
 
     def row(self):
         return {
@@ -194,14 +205,18 @@ cdef class Queue:
     cdef public object params, name, strategy
     cdef public int code
     cdef public long long calls_answered, calls_abandoned, last_agent_exist, last_agent_exist_check
-    cdef public list idx       # candidate tiers: (k0, k1, k2, agent name, tier), sorted
-    cdef public list members   # dispatchable members: (joined - base - skill, seq, member), sorted
+    cdef public list idx       # candidate tiers (Tier objects), sorted by their key
+    cdef public list members   # dispatchable members (Member objects), sorted by (mk0, seq)
     cdef public list inapp     # members in the wait loop: (t_called, seq, member), sorted
     cdef public list td_ptrs   # top-down members with a pointer: (level, position, seq, member)
     cdef public bint rr_valid
     cdef public long long rr_loc
     cdef public object rr_name
     cdef public long long hot, hot_pass
+    cdef public long long bk_since  # passes up to this id are accounted in last_agent_exist*
+    # params as C values (queue_set)
+    cdef public bint tra, trm, trn, skip_ext, resume, tbs, timers
+    cdef public long long trw, rp_delay, max_wait, na_n, na_r, discard_after
 
     cdef inline bint ring(self):
         return self.code == K_RINGALL or self.code == K_RINGPROG
@@ -297,6 +312,55 @@ cdef class Answer:
         return f"Answer(won={self.won} cancel={self.cancel})"
 
 
+cdef inline bint _richcmp(int c, int op):
+    if op == 0:
+        return c < 0
+    if op == 1:
+        return c <= 0
+    if op == 2:
+        return c == 0
+    if op == 3:
+        return c != 0
+    if op == 4:
+        return c > 0
+    return c >= 0
+
+
+cdef int _tier_cmp(Tier t, object other) except -2:
+    cdef Tier o
+    cdef tuple p
+    cdef Py_ssize_t n
+    if isinstance(other, Tier):
+        o = <Tier>other
+        if t.k0 != o.k0:
+            return -1 if t.k0 < o.k0 else 1
+        if t.k1 != o.k1:
+            return -1 if t.k1 < o.k1 else 1
+        if t.k2 != o.k2:
+            return -1 if t.k2 < o.k2 else 1
+        if t.agent_name == o.agent_name:
+            return 0
+        return -1 if t.agent_name < o.agent_name else 1
+    p = <tuple>other
+    n = len(p)
+    if n >= 1 and t.k0 != p[0]:
+        return -1 if t.k0 < p[0] else 1
+    if n >= 2 and t.k1 != p[1]:
+        return -1 if t.k1 < p[1] else 1
+    if n >= 3 and t.k2 != p[2]:
+        return -1 if t.k2 < p[2] else 1
+    return 1  # longer than the probe prefix
+
+
+cdef int _member_cmp(Member m, object other) except -2:
+    cdef Member o = <Member>other
+    if m.mk0 != o.mk0:
+        return -1 if m.mk0 < o.mk0 else 1
+    if m.seq != o.seq:
+        return -1 if m.seq < o.seq else 1
+    return 0
+
+
 cdef struct Walk:
     long long tier
     long long count
@@ -313,7 +377,8 @@ cdef class Core:
     cdef dict _queues, _agents, _tiers, _orphan_tiers, _members, _offers, _abandoned
     cdef set _free
     cdef list _journal, _events, _pending, _pending_next, _orphans, _discard_heap, _rp_heap
-    cdef long long _seq, _offer_seq, _pass_id, _last_now
+    cdef long long _seq, _offer_seq, _pass_id, _last_now, _pass_now
+    cdef set _td_dirty
     cdef bint _in_pass
     cdef list _deferred_members
     cdef set _deferred_agents
@@ -341,6 +406,8 @@ cdef class Core:
         self._seq = 0
         self._offer_seq = 0
         self._pass_id = 0
+        self._pass_now = 0
+        self._td_dirty = set()
         self._last_now = 0
         self._in_pass = False
         self._deferred_members = []
@@ -389,43 +456,54 @@ cdef class Core:
     # =========================================================================================
     # index maintenance
 
-    cdef tuple _tkey(self, Tier t, Queue q):
+    cdef void _tset_key(self, Tier t, Queue q):
+        """The strategy's sort keys (§4.3); the agent name is the last tie-break."""
         cdef Agent a = t.agent
         cdef int code = q.code
+        t.k0 = t.level
         if code == K_LIA:
-            return (t.level, a.last_bridge_end, t.position, a.name, t)
-        if code == K_LTT:
-            return (t.level, a.talk_time, t.position, a.name, t)
-        if code == K_FC:
-            return (t.level, a.calls_answered, t.position, a.name, t)
-        if code == K_RINGALL or code == K_RINGPROG or code == K_RANDOM:
-            return (t.level, t.position, 0, a.name, t)
-        return (t.level, t.position, a.last_offered_call, a.name, t)
+            t.k1 = a.last_bridge_end
+            t.k2 = t.position
+        elif code == K_LTT:
+            t.k1 = a.talk_time
+            t.k2 = t.position
+        elif code == K_FC:
+            t.k1 = a.calls_answered
+            t.k2 = t.position
+        elif code == K_RINGALL or code == K_RINGPROG or code == K_RANDOM:
+            t.k1 = t.position
+            t.k2 = 0
+        else:
+            t.k1 = t.position
+            t.k2 = a.last_offered_call
 
     cdef void _tindex(self, Tier t):
         """Put the tier in (or out of) its queue's candidate index with its current key."""
         cdef Queue q
-        cdef Py_ssize_t i
         if self._in_pass and t.agent is not None:
             self._deferred_agents.add(t.agent)
             return
-        if t.key is not None:
+        if t.key:
             q = t.kq
-            i = bisect_left(q.idx, t.key)
-            if i < len(q.idx) and q.idx[i] is t.key:
-                del q.idx[i]
-            else:  # defensive: identity lookup
-                q.idx.remove(t.key)
-            t.key = None
+            self._idx_changing(q)
+            self._remove_sorted(q.idx, t)
+            t.key = False
             t.kq = None
         q = self._queues.get(t.queue)
         if q is None or t.agent is None or t.agent.deleted:
             return
         if t.agent.status not in CANDIDATE:
             return
-        t.key = self._tkey(t, q)
+        self._idx_changing(q)
+        self._tset_key(t, q)
+        t.key = True
         t.kq = q
-        insort(q.idx, t.key)
+        insort(q.idx, t)
+
+    cdef inline void _idx_changing(self, Queue q):
+        self._bk_pre(q)
+        if q.code == K_TD:
+            self._td_dirty.add(q)
 
     cdef void _reindex_agent(self, Agent a):
         for t in a.tiers.values():
@@ -503,28 +581,34 @@ cdef class Core:
             self._count_wt[m.queue] = self._count_wt.get(m.queue, 0) + (1 if counted else -1)
             m.counted = counted
         # dispatch order index
-        if sel and m.mkey is None:
-            m.mkey = (m.joined_epoch - m.base_score - m.skill_score, m.seq, m)
+        if sel and not m.in_idx:
+            self._bk_pre(q)
+            m.mk0 = m.joined_epoch - m.base_score - m.skill_score
             m.mq = q
-            insort(q.members, m.mkey)
-        elif not sel and m.mkey is not None:
+            insort(q.members, m)
+            m.in_idx = True
+        elif not sel and m.in_idx:
             if self._in_pass:
-                self._deferred_members.append((m.mq, m.mkey))
+                self._deferred_members.append((m.mq, m))
             else:
-                self._remove_sorted(m.mq.members, m.mkey)
-            m.mkey = None
+                self._bk_pre(m.mq)
+                self._remove_sorted(m.mq.members, m)
+            m.in_idx = False
             m.mq = None
         # top-down pointers of dispatchable members
         if m.tdkey is not None:
             q2 = self._queues.get(m.queue)
             if q2 is not None:
+                self._bk_pre(<Queue>q2)
                 self._remove_sorted((<Queue>q2).td_ptrs, m.tdkey)
             m.tdkey = None
         if sel and q.code == K_TD and (m.td_level != 0 or m.td_pos != 0):
+            self._bk_pre(q)
             m.tdkey = (m.td_level, m.td_pos, m.seq, m)
             insort(q.td_ptrs, m.tdkey)
-        # member app timers
-        in_timers = (q is not None and m.in_app and not m.reported and not m.deleted
+            self._td_dirty.add(q)
+        # member app timers (only queues with a timer keep this index)
+        in_timers = (q is not None and q.timers and m.in_app and not m.reported and not m.deleted
                      and (m.state == MS_WAITING or m.state == MS_TRYING))
         if in_timers and m.akey is None:
             m.akey = (m.t_called, m.seq, m)
@@ -564,7 +648,7 @@ cdef class Core:
 
     cdef long long _discard_due(self, Member m, Queue q):
         cdef long long epoch = m.abandoned_epoch if m.abandoned_epoch else m.joined_epoch
-        return epoch + q.params.discard_abandoned_after + 1
+        return epoch + q.discard_after + 1
 
     cdef void _set_mstate(self, Member m, object state, dict cols):
         m.state = state
@@ -590,15 +674,30 @@ cdef class Core:
         q.params = params
         q.strategy = params.strategy
         q.code = _scode(params.strategy)
+        q.tra = bool(params.tier_rules_apply)
+        q.trw = params.tier_rule_wait_second
+        q.trm = bool(params.tier_rule_wait_multiply_level)
+        q.trn = bool(params.tier_rule_no_agent_no_wait)
+        q.skip_ext = bool(params.skip_agents_with_external_calls)
+        q.resume = bool(params.abandoned_resume_allowed)
+        q.tbs = bool(params.time_base_system)
+        q.rp_delay = params.ring_progressively_delay or 10  # 0 means 10 s (§2.3)
+        q.max_wait = params.max_wait_time
+        q.na_n = params.max_wait_time_with_no_agent
+        q.na_r = params.max_wait_time_with_no_agent_time_reached
+        q.discard_after = params.discard_abandoned_after
+        q.timers = q.max_wait > 0 or q.na_n > 0
         q.calls_answered = 0
         q.calls_abandoned = 0
         q.last_agent_exist = 0
         q.last_agent_exist_check = 0
+        q.bk_since = self._pass_id
         q.rr_valid = False
+        self._td_dirty.add(q)
         # rebuild the candidate index for the (possibly new) strategy
         for entry in q.idx:
-            (<Tier>entry[4]).key = None
-            (<Tier>entry[4]).kq = None
+            (<Tier>entry).key = False
+            (<Tier>entry).kq = None
         q.idx = []
         tiers = self._tiers.get(params.name)
         if tiers:
@@ -606,6 +705,9 @@ cdef class Core:
                 self._tindex(t)
         for m in list(self._members.values()):
             if m.queue == params.name:
+                if m.akey is not None:
+                    self._remove_sorted(q.inapp, m.akey)
+                    m.akey = None
                 self._msync(m)
                 if m.state == MS_WAITING or m.state == MS_TRYING:
                     self._pending.append(m)
@@ -620,14 +722,15 @@ cdef class Core:
         cdef Member m
         if q is None:
             return
+        self._td_dirty.discard(q)
         for entry in q.idx:
-            (<Tier>entry[4]).key = None
-            (<Tier>entry[4]).kq = None
+            (<Tier>entry).key = False
+            (<Tier>entry).kq = None
         q.idx = []
         for m in list(self._members.values()):
             if m.queue == name:
-                if m.mkey is not None:
-                    m.mkey = None
+                if m.in_idx:
+                    m.in_idx = False
                     m.mq = None
                 m.tdkey = None
                 m.akey = None
@@ -732,9 +835,12 @@ cdef class Core:
             self._orphan_tiers.setdefault(t.agent_name, {})[t.queue] = t
         else:
             t.agent = a
+            t.agent_name = a.name  # share the string
             a.tiers[t.queue] = t
             self._tindex(t)
         q = self._queues.get(t.queue)
+        if q is not None:
+            t.queue = (<Queue>q).name
         if q is not None:
             (<Queue>q).rr_valid = False
 
@@ -823,10 +929,11 @@ cdef class Core:
 
     cdef void _drop_tier(self, Tier t):
         cdef Queue q
-        if t.key is not None:
+        if t.key:
             q = t.kq
-            self._remove_sorted(q.idx, t.key)
-            t.key = None
+            self._idx_changing(q)
+            self._remove_sorted(q.idx, t)
+            t.key = False
             t.kq = None
         tiers = self._tiers.get(t.queue)
         if tiers is not None and tiers.get(t.agent_name) is t:
@@ -1048,7 +1155,7 @@ cdef class Core:
             raise CoreError("Queue not found!")
         cid_number = cid_number or ""
         cid_name = cid_name or ""
-        if q.params.abandoned_resume_allowed:
+        if q.resume:
             rows = self._abandoned.get((queue, cid_number))
             if rows:
                 for x in rows.values():
@@ -1078,7 +1185,7 @@ cdef class Core:
             m.cid_name = cid_name
             m.system_epoch = system_epoch
             m.joined_epoch = now
-            m.base_score = base_score + ((now - system_epoch) if q.params.time_base_system else 0)
+            m.base_score = base_score + ((now - system_epoch) if q.tbs else 0)
             m.skill_score = 0
             code = _scode(q.strategy)
             m.serving_agent = RING_ALL if code == K_RINGALL else (RING_PROG if code == K_RINGPROG else "")
@@ -1101,6 +1208,7 @@ cdef class Core:
         if m.akey is not None:  # re-sort in the timer index with the new entry time
             self._remove_sorted(q.inapp, m.akey)
             m.akey = None
+        self._bk_pre(q)  # the channel variables below gate ring-progressively
         self._msync(m)
         self._pending.append(m)
         self._ev(action, [("CC-Queue", queue), ("CC-Action", None), ("CC-Member-UUID", m.uuid),
@@ -1169,8 +1277,8 @@ cdef class Core:
     # =========================================================================================
     # dispatch (§4)
 
-    cdef long long _rp_delay(self, Queue q):
-        return q.params.ring_progressively_delay or 10
+    cdef inline long long _rp_delay(self, Queue q):
+        return q.rp_delay
 
     cdef bint _rp_gated(self, Member m, Queue q, long long now):
         """§4.2 step 8: ring-progressively waits `delay` seconds after the member's last offer."""
@@ -1223,7 +1331,7 @@ cdef class Core:
             self._msync(m)
         if code == K_RINGALL or code == K_RINGPROG:
             # a marker of the other ring strategy is only fixed on the member's next pass
-            if m.mkey is not None and m.serving_agent != (RING_ALL if code == K_RINGALL else RING_PROG):
+            if m.in_idx and m.serving_agent != (RING_ALL if code == K_RINGALL else RING_PROG):
                 self._pending_next.append(m)
 
     cdef void _pre_pass(self, long long now):
@@ -1253,57 +1361,90 @@ cdef class Core:
         if self._pending_next:
             self._pending.extend(self._pending_next)
             self._pending_next = []
-        self._bookkeep_all(now, self._pass_id + 1)
 
-    cdef void _bookkeep_queue(self, Queue q, long long now, long long stamp):
-        """§4.7 and the top-down wrap (§4.3) as every member of q would see them in a pass now."""
-        cdef bint evaluated, found
-        cdef Member m
-        cdef tuple last
-        cdef Py_ssize_t i, n
+    # -- §4.7 bookkeeping, lazily ---------------------------------------------------------
+    # A pass at time t sets last_agent_exist_check = t when it evaluates a member of q (some
+    # dispatchable member not held by the ring-progressively gate) and last_agent_exist = t when
+    # that member's candidate query returned a row. Between changes to q's indexes those two
+    # flags are constant (the gate only opens with time, so the latest pass sees the most), so
+    # instead of visiting every queue in every pass, the passes since q's last change are
+    # accounted just before the next change (_bk_pre) or read.
+
+    cdef bint _bk_ev(self, Queue q, long long t):
         if not q.members:
-            return
-        evaluated = True
-        if q.code == K_RINGPROG:
-            evaluated = False
-            for e in q.members:
-                if not self._rp_gated(<Member>e[2], q, now):
-                    evaluated = True
-                    break
-        if q.code == K_TD:
-            if q.idx:
-                last = q.idx[len(q.idx) - 1]
-                i = bisect_left(q.td_ptrs, (last[0], last[1]))
-            else:
-                last = None
-                i = 0
-            n = len(q.td_ptrs)
-            if i < n:
-                for e in q.td_ptrs[i:]:  # an empty walk unsets the member's pointer
-                    m = <Member>e[3]
-                    m.tdkey = None
-                    m.td_level = 0
-                    m.td_pos = 0
-                    m.td_skip = stamp  # this pass's walk (old pointer) is empty: no offer
-                del q.td_ptrs[i:]
-            found = last is not None and (len(q.td_ptrs) > 0 or (
-                len(q.members) > len(q.td_ptrs) and (last[0] > 0 or (last[0] == 0 and last[1] > 0))))
-        else:
-            found = len(q.idx) > 0
-        if evaluated:
-            q.last_agent_exist_check = now
-            if found:
-                q.last_agent_exist = now
+            return False
+        if q.code != K_RINGPROG:
+            return True
+        for e in q.members:
+            if not self._rp_gated(<Member>e, q, t):
+                return True
+        return False
 
-    cdef void _bookkeep_all(self, long long now, long long stamp):
-        for q in self._queues.values():
-            self._bookkeep_queue(<Queue>q, now, stamp)
+    cdef bint _bk_fd(self, Queue q):
+        cdef Tier last
+        cdef Py_ssize_t i
+        if not q.idx:
+            return False
+        if q.code != K_TD:
+            return True
+        # top-down: a member's walk is empty iff its pointer >= the largest candidate key
+        last = <Tier>q.idx[len(q.idx) - 1]
+        i = bisect_left(q.td_ptrs, (last.k0, last.k1))
+        return i > 0 or (len(q.members) > len(q.td_ptrs) and (last.k0 > 0 or (last.k0 == 0 and last.k1 > 0)))
+
+    cdef void _bk_pre(self, Queue q):
+        """Account the passes since q's last change, with q's (unchanged) flags."""
+        if q.bk_since >= self._pass_id:
+            return
+        q.bk_since = self._pass_id
+        if self._bk_ev(q, self._pass_now):
+            if self._pass_now > q.last_agent_exist_check:
+                q.last_agent_exist_check = self._pass_now
+            if self._bk_fd(q) and self._pass_now > q.last_agent_exist:
+                q.last_agent_exist = self._pass_now
+
+    cdef void _bk_touch(self, Queue q, long long now):
+        """As if a pass ran at `now` (the module's dispatcher runs every 100 ms), without the
+        top-down wrap a real pass would also do."""
+        self._bk_pre(q)
+        if self._bk_ev(q, now):
+            if now > q.last_agent_exist_check:
+                q.last_agent_exist_check = now
+            if self._bk_fd(q) and now > q.last_agent_exist:
+                q.last_agent_exist = now
 
     cdef void _bookkeep_queues(self, Agent a, long long now):
         for qname in a.tiers:
             q = self._queues.get(qname)
             if q is not None:
-                self._bookkeep_queue(<Queue>q, now, 0)
+                self._bk_touch(<Queue>q, now)
+
+    cdef void _td_sweep(self, Queue q, long long now):
+        """A real pass over a top-down queue whose pointers may be past its last candidate:
+        those members' walks are empty, so their pointers are unset (§4.3), and §4.7."""
+        cdef Tier last
+        cdef Py_ssize_t i, n
+        cdef Member m
+        cdef bint found
+        if not q.members:
+            return
+        last = <Tier>q.idx[len(q.idx) - 1] if q.idx else None
+        i = bisect_left(q.td_ptrs, (last.k0, last.k1)) if last is not None else 0
+        n = len(q.td_ptrs)
+        found = last is not None and (i > 0 or (
+            len(q.members) > n and (last.k0 > 0 or (last.k0 == 0 and last.k1 > 0))))
+        q.last_agent_exist_check = now
+        if found:
+            q.last_agent_exist = now
+        q.bk_since = self._pass_id
+        if i < n:
+            for e in q.td_ptrs[i:]:
+                m = <Member>e[3]
+                m.tdkey = None
+                m.td_level = 0
+                m.td_pos = 0
+                m.td_skip = self._pass_id  # this pass's walk (old pointer) is empty: no offer
+            del q.td_ptrs[i:]
 
     cdef bint _time_ok(self, Agent a, long long now):
         return a.last_bridge_end < now - a.wrap_up_time and a.ready_time <= now
@@ -1321,7 +1462,15 @@ cdef class Core:
         cdef Member m
         self._touch(now)
         self._pre_pass(now)
+        dirty = self._td_dirty
+        self._td_dirty = set()
+        for x in dirty:
+            self._bk_pre(<Queue>x)  # earlier passes saw the old pointers
         self._pass_id += 1
+        self._pass_now = now
+        for x in dirty:
+            if self._queues.get((<Queue>x).name) is x:
+                self._td_sweep(<Queue>x, now)
         # queues where some agent could be offered now
         for x in self._free:
             a = <Agent>x
@@ -1337,7 +1486,7 @@ cdef class Core:
                 if not (t.state == TS_READY or t.state == TS_NO_ANSWER or _low(t.state) == LOW_READY
                         or _low(t.state) == LOW_NO_ANSWER):
                     continue
-                if q.params.skip_agents_with_external_calls and a.external_calls_count > 0:
+                if q.skip_ext and a.external_calls_count > 0:
                     continue
                 if q.hot_pass != self._pass_id:
                     q.hot_pass = self._pass_id
@@ -1352,8 +1501,8 @@ cdef class Core:
         try:
             pos = [0] * len(hot)
             for i in range(len(hot)):
-                e = (<Queue>hot[i]).members[0]
-                heap.append((e[0], e[1], i))
+                m = <Member>(<Queue>hot[i]).members[0]
+                heap.append((m.mk0, m.seq, i))
             heapify(heap)
             while heap:
                 k, seq, i = heappop(heap)
@@ -1361,16 +1510,17 @@ cdef class Core:
                 if q.hot <= 0:
                     continue
                 p = pos[i]
-                m = <Member>q.members[p][2]
+                m = <Member>q.members[p]
                 pos[i] = p + 1
-                if m.mkey is not None and not self._rp_gated(m, q, now):
+                if m.in_idx and not self._rp_gated(m, q, now):
                     self._walk(m, q, now, offers)
                 if q.hot > 0 and p + 1 < len(q.members):
-                    e = q.members[p + 1]
-                    heappush(heap, (e[0], e[1], i))
+                    m = <Member>q.members[p + 1]
+                    heappush(heap, (m.mk0, m.seq, i))
         finally:
             self._in_pass = False
             for qm, key in self._deferred_members:
+                self._bk_pre(<Queue>qm)
                 self._remove_sorted((<Queue>qm).members, key)
             self._deferred_members = []
             if self._deferred_agents:
@@ -1398,7 +1548,7 @@ cdef class Core:
                 return
             s1 = bisect_left(idx, (m.td_level, m.td_pos + 1))
             for i in range(s1, n):
-                if self._row(m, q, <Tier>idx[i][4], now, &w, offers):
+                if self._row(m, q, <Tier>idx[i], now, &w, offers):
                     return
             return
         if code == K_RR:
@@ -1407,19 +1557,19 @@ cdef class Core:
                 s1 = bisect_left(idx, (ptr.level, ptr.position + 1))
                 e1 = bisect_left(idx, (ptr.level + 1,))
                 for i in range(s1, e1):
-                    if self._row(m, q, <Tier>idx[i][4], now, &w, offers):
+                    if self._row(m, q, <Tier>idx[i], now, &w, offers):
                         return
                 idx = q.idx
                 n = len(idx)
             for i in range(n):
-                if self._row(m, q, <Tier>idx[i][4], now, &w, offers):
+                if self._row(m, q, <Tier>idx[i], now, &w, offers):
                     return
             return
         if code == K_RANDOM:
             i = 0
             while i < n:
-                j = bisect_left(idx, (idx[i][0] + 1,), i)
-                group = [e[4] for e in idx[i:j]]
+                j = bisect_left(idx, ((<Tier>idx[i]).k0 + 1,), i)
+                group = idx[i:j]
                 # lazy Fisher-Yates: draw the next row of this level at random
                 for s1 in range(len(group)):
                     e1 = s1 + <Py_ssize_t>(self._rand() % <unsigned long long>(len(group) - s1))
@@ -1429,25 +1579,24 @@ cdef class Core:
                 i = j
             return
         for i in range(n):
-            if self._row(m, q, <Tier>idx[i][4], now, &w, offers):
+            if self._row(m, q, <Tier>idx[i], now, &w, offers):
                 return
 
     cdef int _row(self, Member m, Queue q, Tier t, long long now, Walk* w, list offers) except -1:
         """§4.5 for one candidate row. Returns 1 to stop this member's pass, 0 to go on."""
         cdef Agent a = t.agent
-        cdef object p = q.params
         cdef long long waited, level = t.level
         cdef bint reserved = False
         cdef object ts
         # step 2: tier rules (§4.6)
-        if p.tier_rules_apply and level > w.tier:
+        if q.tra and level > w.tier:
             waited = now - m.joined_epoch
-            if p.tier_rule_no_agent_no_wait and w.count == 0:
+            if q.trn and w.count == 0:
                 w.tier = level
-            elif p.tier_rule_wait_multiply_level and waited >= level * p.tier_rule_wait_second:
+            elif q.trm and waited >= level * q.trw:
                 w.tier = level
                 w.count = 0
-            elif not p.tier_rule_wait_multiply_level and waited >= p.tier_rule_wait_second:
+            elif not q.trm and waited >= q.trw:
                 w.tier = level
                 w.count = 0
             else:
@@ -1467,7 +1616,7 @@ cdef class Core:
             return 0
         if a.status == ST_ON_BREAK or _low(a.status) == LOW_ON_BREAK:
             return 0
-        if p.skip_agents_with_external_calls and a.external_calls_count > 0:
+        if q.skip_ext and a.external_calls_count > 0:
             return 0
         if a.offer is not None:  # ccfast: one live offer per agent, whatever its state says
             return 0
@@ -1546,6 +1695,7 @@ cdef class Core:
         m.offers.append(o)
         if m.session_uuid:  # channel variables exist only on a live member channel
             if q.code == K_RINGPROG:
+                self._bk_pre(q)
                 m.has_loc = True
                 m.last_originated = now
                 heappush(self._rp_heap, (now + self._rp_delay(q), m.seq, m))
@@ -1595,14 +1745,14 @@ cdef class Core:
         cdef Member m
         cdef long long mw, N, R, C, E, bound
         self._touch(now)
-        self._bookkeep_all(now, 0)  # the module's passes run continuously
         for x in self._queues.values():
             q = <Queue>x
             if not q.inapp:
                 continue
-            mw = q.params.max_wait_time
-            N = q.params.max_wait_time_with_no_agent
-            R = q.params.max_wait_time_with_no_agent_time_reached
+            self._bk_touch(q, now)  # the module's passes run continuously
+            mw = q.max_wait
+            N = q.na_n
+            R = q.na_r
             hits = []
             if mw > 0:
                 for e in q.inapp:
@@ -1693,7 +1843,7 @@ cdef class Core:
             t, seq, x = self._rp_heap[0]
             m = <Member>x
             q = self._queues.get(m.queue)
-            if t <= now or m.deleted or q is None or m.mkey is None or not m.has_loc:
+            if t <= now or m.deleted or q is None or not m.in_idx or not m.has_loc:
                 heappop(self._rp_heap)
                 continue
             if best is None or t < best:
@@ -1712,31 +1862,32 @@ cdef class Core:
             break
         for x in self._queues.values():
             q = <Queue>x
-            if q.members and q.params.tier_rules_apply:
-                W = q.params.tier_rule_wait_second
+            if q.members and q.tra:
+                W = q.trw
                 levels = set()
                 i = 0
                 while i < len(q.idx):
-                    levels.add(q.idx[i][0])
-                    i = bisect_left(q.idx, (q.idx[i][0] + 1,), i)
-                thresholds = {(lv * W if q.params.tier_rule_wait_multiply_level else W) for lv in levels}
+                    levels.add((<Tier>q.idx[i]).k0)
+                    i = bisect_left(q.idx, ((<Tier>q.idx[i]).k0 + 1,), i)
+                thresholds = {(lv * W if q.trm else W) for lv in levels}
                 for e in q.members:
-                    m = <Member>e[2]
+                    m = <Member>e
                     for th in thresholds:
                         t = m.joined_epoch + th
                         if t > now and (best is None or t < best):
                             best = t
             if not q.inapp:
                 continue
-            mw = q.params.max_wait_time
+            mw = q.max_wait
             if mw > 0:
                 i = bisect_right(q.inapp, (now - mw, float("inf")))
                 if i < len(q.inapp):
                     t = (<Member>q.inapp[i][2]).t_called + mw
                     if best is None or t < best:
                         best = t
-            N = q.params.max_wait_time_with_no_agent
-            R = q.params.max_wait_time_with_no_agent_time_reached
+            N = q.na_n
+            R = q.na_r
+            self._bk_pre(q)
             if N > 0 and not q.idx:
                 E = q.last_agent_exist
                 A = E + N if N > 0 else E + 1
@@ -1807,6 +1958,8 @@ cdef class Core:
         o.phase = P_ANSWERED
         o.answered_uuid = agent_uuid
         o.answered_time = now
+        if m.mq is not None:
+            self._bk_pre(m.mq)
         m.agent_found = True
         self._ev(S.ACTION_BRIDGE_AGENT_START,
                  [("CC-Queue", o.queue), ("CC-Action", None), ("CC-Agent", o.agent),
