@@ -244,3 +244,42 @@ async def _open_callcenter(conf_xml: str, *, timings: Timings | None = None, **s
         finally:
             _ENVS.remove(env)
             nursery.cancel_scope.cancel()
+
+
+# -- small builders and end-of-test steps shared by the service tests ---------------------------
+
+Q = "support@default"
+
+
+def queue(*params: tuple[str, str], strategy: str = "longest-idle-agent", name: str = Q) -> str:
+    body = "".join(f'<param name="{k}" value="{v}"/>' for k, v in params)
+    return f'<queue name="{name}"><param name="strategy" value="{strategy}"/>{body}</queue>'
+
+
+def agent(name: str, contact: str, status: str = "Available", agent_type: str = "callback", **attrs: str) -> str:
+    """An XML agent; ``busy_delay_time="5"`` → ``busy-delay-time="5"``. Values are XML-escaped."""
+    from xml.sax.saxutils import quoteattr
+
+    extra = "".join(f' {k.replace("_", "-")}={quoteattr(str(v))}' for k, v in attrs.items())
+    return (f'<agent name="{name}" type="{agent_type}" contact={quoteattr(contact)} '
+            f'status="{status}"{extra}/>')
+
+
+def tier(agent_name: str, level: int = 1, position: int = 1, queue_name: str = Q) -> str:
+    return f'<tier agent="{agent_name}" queue="{queue_name}" level="{level}" position="{position}"/>'
+
+
+async def finish(env) -> None:
+    """Hang up whoever is still up, then the end-of-test invariants."""
+    for ch in env.live_channels():
+        if ch.role in ("caller", "agent"):
+            env.sim.switch.hangup(ch, "NORMAL_CLEARING")
+    await env.quiesce()
+    env.check_invariants()
+
+
+async def wait_playing(env, uuid: str, timeout: float = 3.0):
+    """The application the member channel is running once it runs one."""
+    ch = env.channel(uuid)
+    await env.wait_for(lambda: ch.current_app() is not None, timeout)
+    return ch.current_app()

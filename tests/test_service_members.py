@@ -12,40 +12,7 @@ import trio
 from ccfast import strings as S
 from ccfast.sim import AgentProfile, CallerSpec
 
-from .e2e_harness import conf, open_callcenter
-
-Q = "support@default"
-
-
-def queue(*params: tuple[str, str], strategy: str = "longest-idle-agent", name: str = Q) -> str:
-    body = "".join(f'<param name="{k}" value="{v}"/>' for k, v in params)
-    return f'<queue name="{name}"><param name="strategy" value="{strategy}"/>{body}</queue>'
-
-
-def agent(name: str, contact: str, status: str = "Available", **attrs: str) -> str:
-    extra = "".join(f' {k.replace("_", "-")}="{v}"' for k, v in attrs.items())
-    return f'<agent name="{name}" type="callback" contact="{contact}" status="{status}"{extra}/>'
-
-
-def tier(agent_name: str, level: int = 1, position: int = 1, queue_name: str = Q) -> str:
-    return f'<tier agent="{agent_name}" queue="{queue_name}" level="{level}" position="{position}"/>'
-
-
-async def finish(env) -> None:
-    """Hang up whoever is still up, then the end-of-test invariants."""
-    for ch in env.live_channels():
-        if ch.role in ("caller", "agent"):
-            env.sim.switch.hangup(ch, "NORMAL_CLEARING")
-    await env.quiesce()
-    env.check_invariants()
-
-
-async def wait_playing(env, uuid: str, timeout: float = 3.0):
-    """The application the member channel is running once it runs one."""
-    ch = env.channel(uuid)
-    await env.wait_for(lambda: ch.current_app() is not None, timeout)
-    return ch.current_app()
-
+from .e2e_harness import Q, agent, conf, finish, open_callcenter, queue, tier, wait_playing
 
 # -- join ---------------------------------------------------------------------------------------
 

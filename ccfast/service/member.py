@@ -61,6 +61,10 @@ class MemberSession:
     def agent_answered(self) -> None:
         self.agent_found = True
 
+    def agent_lost(self) -> None:
+        """The answering agent vanished before the bridge: the member simply waits on (§5.5)."""
+        self.agent_found = False
+
     def bridged(self) -> None:
         self.is_bridged = True
         self._poke()

@@ -8,6 +8,7 @@ member's ``cc_export_vars`` go in the global ``{…}`` block; the agent's contac
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from .expand import channel_variable, expand
@@ -96,7 +97,20 @@ def originate_command(
         end = dial.find("}")
         if end > 0:
             own_globals, dial = dial[1:end], dial[end + 1:]
-    block = ",".join(f"{key}={quote_value(value)}" for key, value in variables.items())
+    # the contact's own {} variables win (e.g. its originate_timeout, as with mod_callcenter,
+    # where they override the originate's arguments); never send a name twice
+    own_names = _names(own_globals)
+    block = ",".join(f"{key}={quote_value(value)}" for key, value in variables.items() if key not in own_names)
     if own_globals:
-        block += "," + own_globals  # the contact's own variables come last and win
+        block += "," + own_globals
     return "{" + block + "}" + dial + " &park()"
+
+
+def _names(block: str) -> set[str]:
+    """Variable names of a ``{a=1,b='x\\,y'}`` body (escaped commas are not separators)."""
+    names = set()
+    for pair in re.split(r"(?<!\\),", block):
+        name, eq, _ = pair.partition("=")
+        if eq and name.strip():
+            names.add(name.strip())
+    return names
