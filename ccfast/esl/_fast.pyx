@@ -718,6 +718,11 @@ cdef class MessageReader:
             return
         mv = data
         n = mv.shape[0]
+        if self.start >= self.stop and self.cap > (4 << 20) and n < (1 << 20):
+            # drained after a large frame: give the memory back
+            free(self.buf)
+            self.buf = NULL
+            self.cap = self.start = self.stop = self.scan = 0
         if self.start > 0 and (self.start >= self.stop or self.start >= (self.cap >> 1)):
             memmove(self.buf, self.buf + self.start, self.stop - self.start)
             self.stop -= self.start

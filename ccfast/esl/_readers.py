@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from urllib.parse import unquote_to_bytes
 
 from ._events import (
     ApiResponse,
@@ -33,7 +34,7 @@ from ._events import (
     UnknownFrame,
     join_array,
 )
-from ._urlcodec import UNDEF, url_decode
+from ._urlcodec import url_decode
 from .errors import RemoteProtocolError
 
 DEFAULT_MAX_HEADER_SIZE = 1 << 20  # 1 MiB
@@ -41,6 +42,9 @@ DEFAULT_MAX_BODY_SIZE = 64 << 20  # 64 MiB
 
 _NAME_RE = re.compile(rb"[!-9;-~]+")  # printable ASCII, no space, no colon
 _DIGITS_RE = re.compile(rb"[0-9]{1,12}")
+# a whole event-plain header block, and its lines: split first, then decode each value
+_BLOCK_RE = re.compile(rb"(?:[!-9;-~]+:[^\n]*\n)+")
+_LINE_RE = re.compile(rb"([!-9;-~]+): ?([^\n]*)\n")
 
 
 def _utf8(raw: bytes, what: str) -> str:
@@ -82,10 +86,20 @@ def decode_plain_event(body: bytes) -> Event:
         raise RemoteProtocolError("event-plain body has no terminating blank line")
     pairs: list[tuple[str, str]] = []
     if end > 0:
-        for line in body[:end].split(b"\n"):
-            name, value = split_header_line(line)
-            sval = "" if value == b"_undef_" else url_decode(value)
-            pairs.append((name.decode("ascii"), sval))
+        block = body[: end + 1]  # every line with its "\n"
+        if _BLOCK_RE.fullmatch(block) is None:
+            for line in block[:-1].split(b"\n"):
+                split_header_line(line)  # raises with the offending line
+        try:
+            for name, value in _LINE_RE.findall(block):
+                if value == b"_undef_":
+                    pairs.append((name.decode("ascii"), ""))
+                elif b"%" in value:
+                    pairs.append((name.decode("ascii"), unquote_to_bytes(value).decode("utf-8")))
+                else:
+                    pairs.append((name.decode("ascii"), value.decode("utf-8")))
+        except UnicodeDecodeError as exc:
+            raise RemoteProtocolError(f"header value is not valid UTF-8: {exc}") from exc
     rest = body[end + 2:]
     ev_body: str | None = None
     if pairs and pairs[-1][0] == "Content-Length":
