@@ -66,6 +66,30 @@ cdef object _split_line = _readers.split_header_line
 
 # ------------------------------------------------------------------ byte helpers
 
+cdef extern from *:
+    int __builtin_ctzll(unsigned long long x) nogil
+
+
+cdef inline Py_ssize_t _find(const uint8_t* p, Py_ssize_t i, Py_ssize_t n, uint8_t c) noexcept nogil:
+    """Index of the first byte == c in p[i:n], or n. Word-at-a-time: for the short spans of
+    header names and values this beats a memchr call."""
+    cdef uint64_t w, x, t
+    cdef uint64_t pat = <uint64_t>0x0101010101010101ULL * c
+    while i + 8 <= n:
+        memcpy(&w, p + i, 8)
+        x = w ^ pat
+        t = (x - <uint64_t>0x0101010101010101ULL) & ~x & <uint64_t>0x8080808080808080ULL
+        if t:
+            return i + (__builtin_ctzll(t) >> 3)
+        i += 8
+    while i < n:
+        if p[i] == c:
+            return i
+        i += 1
+    return n
+
+
+
 cdef inline bint _has_high(const uint8_t* s, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i = 0
     cdef uint64_t acc = 0, w
@@ -274,17 +298,17 @@ cdef inline Py_ssize_t _scan_jstring(const uint8_t* p, Py_ssize_t i, Py_ssize_t 
 
     *may_escape* False: the caller knows there is no backslash in the whole buffer.
     """
-    cdef const uint8_t* q = <const uint8_t*>memchr(p + i, 0x22, n - i)
+    cdef Py_ssize_t qi = _find(p, i, n, 0x22)
     cdef const uint8_t* bs
     cdef Py_ssize_t k
     cdef uint8_t e
-    if q == NULL:
+    if qi >= n:
         return -1
     if not may_escape:
-        return q - p
-    bs = <const uint8_t*>memchr(p + i, 0x5C, (q - p) - i)
+        return qi
+    bs = <const uint8_t*>memchr(p + i, 0x5C, qi - i)
     if bs == NULL:
-        return q - p
+        return qi
     flags[0] |= F_JESC
     k = bs - p
     while k < n:
@@ -518,8 +542,7 @@ cdef object _fast_plain(bytes body):
             break
         # name: table check up to ':'; value: up to the next '\n' (memchr)
         ns = pos
-        q = <const uint8_t*>memchr(p + pos, 0x3A, n - pos)
-        k = (q - p) if q != NULL else n
+        k = _find(p, pos, n, 0x3A)
         if k == ns or k >= n or not _name_ok(p + ns, k - ns):
             q = <const uint8_t*>memchr(p + pos, 0x0A, n - pos)
             eol = (q - p) if q != NULL else n
@@ -527,10 +550,9 @@ cdef object _fast_plain(bytes body):
         vs = k + 1
         if vs < n and p[vs] == 0x20:
             vs += 1
-        q = <const uint8_t*>memchr(p + vs, 0x0A, n - vs)
-        if q == NULL:
+        eol = _find(p, vs, n, 0x0A)
+        if eol >= n:
             raise RemoteProtocolError("event-plain body has no terminating blank line")
-        eol = q - p
         vl = eol - vs
         flags = 0
         need_check = False
