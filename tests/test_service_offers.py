@@ -225,3 +225,220 @@ async def test_on_demand_agent_is_idle_after_a_call():
         assert len(env.legs()) == 1 and second.outcome == "active"
         env.hangup_caller(second)
         await finish(env)
+
+
+# -- uuid-standby (§5.4) ---------------------------------------------------------------------------
+
+async def standby_channel(env, name: str = "standby") -> str:
+    """An agent phone already up and parked on the box (as a uuid-standby agent has)."""
+    uuid = "5b0c1e5e-0000-4000-8000-000000000001"
+    done = trio.Event()
+    env.sim.switch.originate(f"{{origination_uuid={uuid},park_after_bridge=true}}sim/agent/{name} &park()",
+                             "standby-job", lambda _text: done.set())
+    with trio.fail_after(2):
+        await done.wait()
+    return uuid
+
+
+async def test_uuid_standby_agent_is_bridged_in_place_with_the_agent_variables():
+    conf_xml = conf(queue(), agent(A, "", agent_type="uuid-standby"), tier(A))
+    async with open_callcenter(conf_xml, profiles={"standby": AgentProfile("standby")}) as env:
+        await env.watch_events()
+        uuid = await standby_channel(env)
+        assert await env.cc(f"agent set uuid {A} {uuid}") == "+OK\n"
+        rec = env.spawn(CallerSpec(queue=Q, variables={"cc_export_vars": "crm_id,absent", "crm_id": "42"}))
+        start = await env.wait_event(S.ACTION_BRIDGE_AGENT_START)
+        await env.wait_for(lambda: rec.bridged_at is not None)
+        assert rec.agent_uuid == uuid
+        assert [c for c in env.api_log if c[1] == "originate"] == []
+        ch = env.channel(uuid)
+        assert ch.vars["cc_side"] == "agent" and ch.vars["cc_queue"] == Q and ch.vars["cc_agent"] == A
+        assert ch.vars["cc_agent_type"] == "uuid-standby"
+        assert ch.vars["cc_member_uuid"] == start.get("CC-Member-UUID")
+        assert ch.vars["cc_member_session_uuid"] == rec.member_uuid
+        assert ch.vars["crm_id"] == "42" and "absent" not in ch.vars and "cc_export_vars" not in ch.vars
+        assert start.get("CC-Agent-Called-Time") == "0"
+        # the caller hangs up: the agent's channel stays (park_after_bridge) and the offer ends
+        env.hangup_caller(rec)
+        end = await env.wait_event(S.ACTION_MEMBER_QUEUE_END, CC_Cause="Terminated")
+        assert end.get("CC-Hangup-Cause") == "NONE"
+        await env.wait_for(lambda: not env.service.offers)
+        assert ch.alive
+        row = agent_row(env)
+        assert row["uuid"] == uuid and row["state"] == S.STATE_WAITING and row["calls_answered"] == 1
+        env.hangup(uuid)
+        await finish(env)
+
+
+async def test_uuid_standby_agent_without_its_channel_is_logged_out():
+    conf_xml = conf(queue(), agent(A, "", agent_type="uuid-standby"), tier(A))
+    async with open_callcenter(conf_xml) as env:
+        await env.watch_events()
+        assert await env.cc(f"agent set uuid {A} 5b0c1e5e-dead-4000-8000-000000000002") == "+OK\n"
+        rec = env.spawn(CallerSpec(queue=Q))
+        fail = await env.wait_event(S.ACTION_BRIDGE_AGENT_FAIL)
+        status = await env.wait_event(S.ACTION_AGENT_STATUS_CHANGE)
+        assert status.get("CC-Agent-Status") == S.STATUS_LOGGED_OUT
+        assert fail.get("CC-Hangup-Cause") == "NONE"
+        row = agent_row(env)
+        assert row["status"] == S.STATUS_LOGGED_OUT and row["uuid"] == ""
+        assert row["state"] == S.STATE_WAITING and rec.outcome == "active"
+        env.hangup_caller(rec)
+        await finish(env)
+
+
+# -- ring strategies -------------------------------------------------------------------------------
+
+async def test_ring_progressively_adds_one_leg_per_delay_and_the_first_answer_wins():
+    q = queue(("ring-progressively-delay", "1"), strategy="ring-progressively")
+    agents = (agent("1@default", "sim/agent/p1") + agent("2@default", "sim/agent/p2")
+              + agent("3@default", "sim/agent/p3"))
+    tiers = tier("1@default", 1, 1) + tier("2@default", 1, 2) + tier("3@default", 1, 3)
+    profiles = {
+        "p1": AgentProfile("p1", outcome="no_answer"),
+        "p2": AgentProfile("p2", outcome="no_answer"),
+        "p3": AgentProfile("p3", ring_time=0.1, talk_time=0.05),
+    }
+    async with open_callcenter(conf(q, agents, tiers), profiles=profiles) as env:
+        rec = env.spawn(CallerSpec(queue=Q))
+        with trio.fail_after(4):
+            await rec.done.wait()
+        assert rec.outcome == "bridged"
+        legs = env.legs()
+        assert [leg.endpoint for leg in legs] == ["sim/agent/p1", "sim/agent/p2", "sim/agent/p3"]
+        seconds = [int(env.epoch(leg.created)) for leg in legs]
+        assert seconds[0] < seconds[1] < seconds[2]  # one new leg per second of delay
+        p1, p2, p3 = legs
+        # the earlier legs kept ringing until the winner answered, then lost the race
+        assert p1.ended_at >= p3.answered_at and p2.ended_at >= p3.answered_at
+        assert p1.cause == p2.cause == "LOSE_RACE" and rec.agent_uuid == p3.uuid
+        ch = env.channel(rec.member_uuid)
+        assert int(ch.vars["cc_last_originated_call"]) == seconds[2]
+        rows = {a["name"]: a for a in env.core.rows("agents")}
+        assert [rows[f"{n}@default"]["no_answer_count"] for n in (1, 2, 3)] == [0, 0, 0]
+        await finish(env)
+
+
+async def test_caller_hangup_while_ring_all_legs_ring_cancels_every_leg_at_once():
+    q = queue(strategy="ring-all")
+    agents = "".join(agent(f"{n}@default", f"sim/agent/r{n}") for n in (1, 2, 3))
+    tiers = "".join(tier(f"{n}@default", 1, n) for n in (1, 2, 3))
+    profiles = {f"r{n}": AgentProfile(f"r{n}", outcome="no_answer") for n in (1, 2, 3)}
+    async with open_callcenter(conf(q, agents, tiers), profiles=profiles) as env:
+        await env.watch_events()
+        rec = env.spawn(CallerSpec(queue=Q))
+        await env.wait_for(lambda: len(env.legs()) == 3 and all(l.ended_at is None for l in env.legs()))
+        await trio.sleep(0.05)
+        t0 = trio.current_time()
+        env.hangup_caller(rec)
+        await env.wait_for(lambda: all(l.ended_at is not None for l in env.legs()), timeout=1)
+        assert max(l.ended_at for l in env.legs()) - t0 < 0.2
+        assert {l.cause for l in env.legs()} == {"ORIGINATOR_CANCEL"}
+        await env.wait_for(lambda: len(env.find_events(S.ACTION_BRIDGE_AGENT_FAIL)) == 3)
+        assert {e.get("CC-Hangup-Cause") for e in env.find_events(S.ACTION_BRIDGE_AGENT_FAIL)} == {
+            "ORIGINATOR_CANCEL"}
+        assert all(a["no_answer_count"] == 0 and a["ready_time"] == 0 for a in env.core.rows("agents"))
+        await finish(env)
+
+
+# -- answer, announcement, recording, bridge -------------------------------------------------------
+
+async def test_outbound_announce_is_played_to_the_agent_before_the_bridge():
+    async with open_callcenter(one_agent(), profiles={"a1": AgentProfile("a1", talk_time=0.05)}) as env:
+        rec = env.spawn(CallerSpec(queue=Q, variables={"cc_outbound_announce": "ARRAY::/s/one.wav::/s/two.wav"}))
+        with trio.fail_after(3):
+            await rec.done.wait()
+        assert rec.outcome == "bridged"
+        leg = env.legs()[0]
+        casts = env.api_calls("uuid_broadcast")
+        assert [a for _, a in casts] == [f"{leg.uuid} /s/one.wav aleg", f"{leg.uuid} /s/two.wav aleg"]
+        bridge_at = env.api_calls("uuid_bridge")[0][0]
+        # each file plays 0.1 s in the simulator, one after the other, and only then the bridge
+        assert casts[1][0] - casts[0][0] >= 0.09 and bridge_at - casts[1][0] >= 0.09
+        await finish(env)
+
+
+async def test_record_template_is_expanded_and_recording_started_on_the_member():
+    q = queue(("record-template", "/rec/${strftime(%Y)}/${caller_id_number}-${uuid}.wav"))
+    async with open_callcenter(one_agent(q=q), profiles={"a1": AgentProfile("a1", talk_time=0.05)}) as env:
+        rec = env.spawn(CallerSpec(queue=Q, cid_number="5551234"))
+        with trio.fail_after(3):
+            await rec.done.wait()
+        path = f"/rec/${{strftime(%Y)}}/5551234-{rec.member_uuid}.wav"
+        ch = env.channel(rec.member_uuid)
+        assert ch.vars["cc_record_filename"] == path
+        assert env.api_calls("uuid_record") and env.api_calls("uuid_record")[0][1] == f"{rec.member_uuid} start {path}"
+        assert ch.vars["sim_record_path"] == path
+        assert env.api_calls("uuid_record")[0][0] <= env.api_calls("uuid_bridge")[0][0]
+        await finish(env)
+
+
+async def test_agent_hanging_up_during_the_bridge_attempt_sends_the_member_back_to_waiting():
+    # the announcement to the agent (0.5 s of silence) is the window in which the agent hangs up
+    profiles = {"a1": AgentProfile("a1", talk_time=0.05)}
+    async with open_callcenter(one_agent(), profiles=profiles) as env:
+        await env.watch_events()
+        rec = env.spawn(CallerSpec(queue=Q, variables={"cc_outbound_announce": "silence_stream://500"}))
+        first = await answered_leg(env)
+        await trio.sleep(0.05)
+        env.hangup(first.uuid)
+        end = await env.wait_event(S.ACTION_BRIDGE_AGENT_END)
+        assert end.get("CC-Agent-Bridged") == "false" and end.get("CC-Agent-UUID") == first.uuid
+        # the member is offered again and bridged to a new leg of the agent
+        with trio.fail_after(3):
+            await rec.done.wait()
+        assert rec.outcome == "bridged" and rec.agent_uuid != first.uuid
+        assert len(env.legs()) == 2 and len(env.api_calls("uuid_bridge")) == 1
+        await env.wait_event(S.ACTION_MEMBER_QUEUE_END, CC_Cause="Terminated")
+        assert not env.find_events(S.ACTION_MEMBER_QUEUE_END, CC_Cause="Cancel")
+        assert agent_row(env)["calls_answered"] == 1
+        await finish(env)
+
+
+# -- cancelling and breaking -----------------------------------------------------------------------
+
+async def test_status_change_while_ringing_cancels_the_offer_without_penalty():
+    profiles = {"deaf": AgentProfile("deaf", outcome="no_answer")}
+    async with open_callcenter(one_agent("sim/agent/deaf", no_answer_delay_time="13"), profiles=profiles) as env:
+        await env.watch_events()
+        rec = env.spawn(CallerSpec(queue=Q))
+        await env.wait_for(lambda: env.legs() and env.legs()[0].uuid in env.sim.switch.channels)
+        assert await env.cc(f"agent set status {A} 'On Break'") == "+OK\n"
+        fail = await env.wait_event(S.ACTION_BRIDGE_AGENT_FAIL, timeout=1)
+        assert fail.get("CC-Hangup-Cause") == "ORIGINATOR_CANCEL"
+        assert env.legs()[0].cause == "ORIGINATOR_CANCEL"
+        row = agent_row(env)
+        assert row["no_answer_count"] == 0 and row["ready_time"] == 0 and row["status"] == S.STATUS_ON_BREAK
+        assert tier_row(env)["state"] == S.TIER_READY
+        assert env.core.rows("members")[0]["state"] == S.MEMBER_WAITING and rec.outcome == "active"
+        env.hangup_caller(rec)
+        await finish(env)
+
+
+async def test_callcenter_break_stops_watching_the_agent_channel_while_the_call_goes_on():
+    profiles = {"a1": AgentProfile("a1")}  # talks until someone hangs up
+    async with open_callcenter(one_agent(), profiles=profiles) as env:
+        await env.watch_events()
+        rec = env.spawn(CallerSpec(queue=Q))
+        await env.wait_event(S.ACTION_AGENT_STATE_CHANGE, CC_Agent_State=S.STATE_IN_A_QUEUE_CALL)
+        leg = env.legs()[0]
+        assert not env.find_events(S.ACTION_BRIDGE_AGENT_END)
+        await env.control.api("callcenter_break", f"agent {leg.uuid}")
+        await env.wait_event(S.ACTION_MEMBER_QUEUE_END, CC_Cause="Terminated", timeout=1)
+        end = env.find_events(S.ACTION_BRIDGE_AGENT_END)[0]
+        assert end.get("CC-Agent-Bridged") == "true"
+        await env.wait_for(lambda: agent_row(env)["state"] == S.STATE_WAITING)
+        assert env.core.rows("members") == []
+        # the call itself continues
+        assert env.channel(leg.uuid).alive and env.channel(rec.member_uuid).alive
+        assert env.channel(rec.member_uuid).bridged is env.channel(leg.uuid)
+        assert not env.service.offers
+        env.hangup(leg.uuid)
+        await finish(env)
+
+
+async def test_callcenter_break_of_an_unknown_channel_is_an_error():
+    async with open_callcenter(one_agent()) as env:
+        out = await env.control.api("callcenter_break", "agent 5b0c1e5e-dead-4000-8000-00000000000f")
+        assert out == "-ERR Session not found for uuid 5b0c1e5e-dead-4000-8000-00000000000f\n"
+        assert await env.control.api("callcenter_break", "agent") == "-ERR Usage: callcenter_break agent <uuid>\n"

@@ -99,6 +99,7 @@ class OfferTask:
             return
         box = member.box
         try:
+            await self._member_pointer_vars(member, box)
             agent_type = offer.agent_type.lower()
             if agent_type == S.TYPE_CALLBACK.lower():
                 await self._callback(member, box)
@@ -112,6 +113,17 @@ class OfferTask:
                 with trio.CancelScope(shield=True):
                     self._abort()
             raise
+
+    async def _member_pointer_vars(self, member: MemberSession, box) -> None:
+        """§5.1 steps 2-3: the member variables mod_callcenter sets when it offers."""
+        offer, strategy = self.offer, self.offer.strategy.lower()
+        if strategy == S.RING_PROGRESSIVELY:
+            await self._quiet(box, f"uuid_setvar {member.session_uuid} cc_last_originated_call "
+                                   f"{self.service.clock.now()}")
+        elif strategy == S.TOP_DOWN:
+            await self._quiet(box, f"uuid_setvar_multi {member.session_uuid} "
+                                   f"cc_last_agent_tier_position={offer.position};"
+                                   f"cc_last_agent_tier_level={offer.level}")
 
     def _abort(self) -> None:
         svc, now = self.service, self.service.clock.now()
