@@ -1,9 +1,17 @@
-"""``ccfast serve``: build the core from the configuration and run every listener and link.
+"""``ccfast serve``: build the core from the database and the configuration, run every task.
 
-``run(config)`` is the whole process: the core loaded from ``callcenter.conf.xml`` (queues, then
-XML agents, then XML tiers, as mod_callcenter loads them), one inbound link per FreeSWITCH box,
-the outbound listener for callers, the dispatch loop and the control port. ``task_status``
-receives a ``Running`` with the bound ports (tests and the demo listen on port 0).
+``run(config)`` is the whole process, in one nursery:
+
+1. the store (SQLite in RAM by default, a file or PostgreSQL by ``dbname``/``odbc-dsn``): schema
+   created or migrated, mod_callcenter's startup reset (§1.5), rows loaded into the core;
+2. the configuration applied on top as mod_callcenter loads it (queues, then XML agents, then XML
+   tiers), and the resulting state written once; from then on the core's journal is written
+   behind by one task;
+3. one inbound link per FreeSWITCH box, the dispatch loop, the outbound listener for callers, the
+   control port and the metrics endpoint.
+
+``task_status`` receives a ``Running`` with the bound ports (tests and the demo use port 0).
+Leaving the nursery (cancel, SIGTERM in the CLI) flushes the journal before returning.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import dataclasses
 import logging
 
 import trio
+import trio_asyncio
 
 from . import api as apimod
 from . import config as configmod
@@ -19,8 +28,11 @@ from . import strings as S
 from ._core import Core
 from .control import ControlServer
 from .esl.outbound import OutboundSession, serve_outbound
+from .httpd import Health, serve_http
+from .metrics import Metrics, snapshot_from_rows
 from .service import Clock, Service
 from .service.links import BoxLink, MemberLinkAdapter
+from .store import TABLES, WriterConfig, open_writer, store_from_target
 
 log = logging.getLogger("ccfast.serve")
 
@@ -30,26 +42,79 @@ class Running:
     service: Service
     outbound_port: int
     control_port: int | None
+    metrics_port: int | None
     control: ControlServer | None
+    metrics: Metrics
+    writer: object
     cancel_scope: trio.CancelScope
 
     def stop(self) -> None:
         self.cancel_scope.cancel()
 
 
-def build_core(cfg: configmod.Config, now: int) -> Core:
-    core = Core(instance_id=cfg.settings.cc_instance_id, reserve_agents=cfg.settings.reserve_agents)
+def new_core(cfg: configmod.Config) -> Core:
+    return Core(instance_id=cfg.settings.cc_instance_id, reserve_agents=cfg.settings.reserve_agents)
+
+
+async def load_state(store, cfg: configmod.Config, core: Core, now: int) -> None:
+    """Schema, startup reset, rows → core, then the XML config on top (§1.4, §1.5, §2.6)."""
+    await store.connect_with_retry()
+    await store.ensure_schema()
+    settings = cfg.settings
+    await store.startup_reset(
+        settings.cc_instance_id,
+        truncate_agents=settings.truncate_agents_on_load,
+        truncate_tiers=settings.truncate_tiers_on_load,
+    )
+    rows = await store.load_rows()
+    for table in ("agents", "tiers", "members"):
+        core.load_rows(table, rows.get(table) or [])
     configmod.apply_startup(core, cfg, now)
-    core.drain_journal()  # rows created from the XML are the starting point, not changes
-    return core
 
 
-async def run(cfg: configmod.Config, *, clock: Clock | None = None, core: Core | None = None,
-              task_status=trio.TASK_STATUS_IGNORED) -> None:
-    clock = clock or Clock()
-    core = core or build_core(cfg, clock.now())
+def core_rows(core: Core) -> dict[str, list[dict]]:
+    return {table: core.rows(table) for table in TABLES}
+
+
+async def run(cfg: configmod.Config, *, clock: Clock | None = None, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async with trio_asyncio.open_loop():
+        clock = clock or Clock()
+        core = new_core(cfg)
+        store = store_from_target(cfg.database)
+        try:
+            await load_state(store, cfg, core, clock.now())
+            core.drain_journal()  # the snapshot below carries this state
+            core.drain_events()
+            writer_config = WriterConfig(
+                max_delay=cfg.ccfast.store_batch_ms / 1000.0, max_batch_rows=cfg.ccfast.store_max_batch,
+                max_backlog=max(100_000, cfg.ccfast.store_max_batch),
+            )
+            async with open_writer(store, writer_config, resync_source=lambda: core_rows(core)) as writer:
+                writer.snapshot(core_rows(core))
+                await _serve(cfg, core, clock, writer, task_status)
+        finally:
+            with trio.CancelScope(shield=True):
+                await store.close()
+
+
+async def _serve(cfg, core: Core, clock: Clock, writer, task_status) -> None:
     service = Service(core, cfg.settings, clock=clock, config=cfg)
+    service.journal_sink = writer.submit
     settings = cfg.ccfast
+    metrics = Metrics()
+    for name in core.queue_names():
+        metrics.set_queue(core.queue_params(name))
+    service.events_sink = metrics.observe_events
+    service.on_originate = None
+
+    def snapshot(now: float):
+        return snapshot_from_rows(
+            now, [core.queue_params(n) for n in core.queue_names()], core.rows("agents"), core.rows("tiers"),
+            core.rows("members"), esl_links={b.name: b.up for b in service.boxes.values()},
+            journal_backlog=writer.backlog,
+        )
+
+    metrics.set_snapshot_provider(snapshot)
 
     async with trio.open_nursery() as nursery:
         for box_cfg in settings.boxes:
@@ -77,8 +142,31 @@ async def run(cfg: configmod.Config, *, clock: Clock | None = None, core: Core |
                 state.cancels.clear()
                 service.changed()
 
-            control = ControlServer(state, settings.control_password, now=clock.now, after_command=after_command)
+            def stats(queue: str | None, as_json: bool) -> str:
+                from .kpi import format_stats
+
+                return format_stats(metrics.kpi_stats(clock.time(), queue), as_json=as_json)
+
+            control = ControlServer(state, settings.control_password, now=clock.now,
+                                    after_command=after_command, stats=stats)
             service.event_listeners.append(control.publish)
             control_port = await nursery.start(control.serve, settings.control_listen.host, settings.control_listen.port)
-        log.info("ccfast serving: outbound %s:%s, control %s", settings.outbound_listen.host, outbound_port, control_port)
-        task_status.started(Running(service, outbound_port, control_port, control, nursery.cancel_scope))
+
+        metrics_port = None
+        if settings.metrics_listen is not None:
+
+            def health() -> Health:
+                stats = writer.stats
+                lag = None if stats.last_write_time is None or not writer.backlog else clock.time() - stats.last_write_time
+                return Health(
+                    esl_links={b.name: b.up for b in service.boxes.values()},
+                    store_lag_s=lag, store_backlog=writer.backlog, last_dispatch=service.dispatcher.last_pass,
+                )
+
+            listeners = await nursery.start(serve_http, settings.metrics_listen.host, settings.metrics_listen.port,
+                                            metrics, health)
+            metrics_port = listeners[0].socket.getsockname()[1]
+        log.info("ccfast serving: outbound port %s, control port %s, metrics port %s",
+                 outbound_port, control_port, metrics_port)
+        task_status.started(Running(service, outbound_port, control_port, metrics_port, control, metrics,
+                                    writer, nursery.cancel_scope))

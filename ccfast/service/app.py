@@ -39,6 +39,7 @@ class Service:
         self._departed: dict[str, MemberSession] = {}  # answered members whose call is still up
         self.event_listeners: list[Callable[[str, list[tuple[str, str]]], None]] = []
         self.journal_sink: Callable[[list], None] | None = None
+        self.events_sink: Callable[[list, float], None] | None = None  # metrics.observe_events
         self.stats = {"offers_started": 0, "members_joined": 0, "members_left": 0, "events_fired": 0}
         self.on_originate: Callable[[Any], None] | None = None
         self._nursery: trio.Nursery | None = None
@@ -144,6 +145,8 @@ class Service:
         if events:
             for action, headers in events:
                 self._fire(action, headers)
+            if self.events_sink is not None:
+                self.events_sink(events, self.clock.time())
         journal = self.core.drain_journal()
         if journal and self.journal_sink is not None:
             self.journal_sink(journal)
