@@ -442,3 +442,49 @@ async def test_callcenter_break_of_an_unknown_channel_is_an_error():
         out = await env.control.api("callcenter_break", "agent 5b0c1e5e-dead-4000-8000-00000000000f")
         assert out == "-ERR Session not found for uuid 5b0c1e5e-dead-4000-8000-00000000000f\n"
         assert await env.control.api("callcenter_break", "agent") == "-ERR Usage: callcenter_break agent <uuid>\n"
+
+
+async def test_after_a_failed_bridge_the_member_waits_as_before_and_exit_keys_work_again():
+    profiles = {"a1": AgentProfile("a1", ring_time=0.4, talk_time=0.05)}
+    async with open_callcenter(one_agent(), profiles=profiles) as env:
+        await env.watch_events()
+        rec = env.spawn(CallerSpec(queue=Q, variables={"cc_outbound_announce": "silence_stream://400",
+                                                       "cc_exit_keys": "9"}))
+        first = await answered_leg(env)
+        env.hangup(first.uuid)
+        await env.wait_event(S.ACTION_BRIDGE_AGENT_END, CC_Agent_Bridged="false")
+        await env.wait_for(lambda: len(env.legs()) == 2)  # offered again; this leg rings 0.4 s
+        ch = env.channel(rec.member_uuid)
+        assert "cc_agent_found" not in ch.vars
+        env.sim.switch.send_dtmf(ch, "9")
+        end = await env.wait_event(S.ACTION_MEMBER_QUEUE_END, timeout=1)
+        assert end.get("CC-Cancel-Reason") == S.CANCEL_EXIT_WITH_KEY
+        await env.wait_for(lambda: env.legs()[1].ended_at is not None, timeout=1)
+        assert env.legs()[1].cause == "ORIGINATOR_CANCEL" and env.legs()[1].answered_at is None
+        await finish(env)
+
+
+async def test_caller_hanging_up_while_the_agent_hears_the_announcement_abandons_the_bridge():
+    profiles = {"a1": AgentProfile("a1")}
+    async with open_callcenter(one_agent(), profiles=profiles) as env:
+        await env.watch_events()
+        rec = env.spawn(CallerSpec(queue=Q, variables={
+            "cc_outbound_announce": "silence_stream://300",
+            "cc_bridge_failed_outbound_announce": "/s/caller-left.wav"}))
+        leg = await answered_leg(env)
+        env.hangup_caller(rec)
+        cancel = await env.wait_event(S.ACTION_MEMBER_QUEUE_END)
+        # an agent had answered: the member leaves with reason NONE (§3.5)
+        assert cancel.get("CC-Cause") == "Cancel" and cancel.get("CC-Cancel-Reason") == S.CANCEL_NONE
+        end = await env.wait_event(S.ACTION_BRIDGE_AGENT_END, timeout=2)
+        assert end.get("CC-Agent-Bridged") == "false"
+        await env.wait_for(lambda: leg.ended_at is not None, timeout=2)
+        assert leg.cause == "ORIGINATOR_CANCEL"
+        casts = [a for _, a in env.api_calls("uuid_broadcast")]
+        assert casts == [f"{leg.uuid} silence_stream://300 aleg", f"{leg.uuid} /s/caller-left.wav aleg"]
+        assert env.api_calls("uuid_bridge") == []
+        assert env.channel(leg.uuid).vars.get("cc_agent_bridged") == "false"
+        member = env.core.rows("members")[0]
+        assert member["state"] == S.MEMBER_ABANDONED
+        assert agent_row(env)["calls_answered"] == 0 and agent_row(env)["state"] == S.STATE_WAITING
+        await finish(env)
