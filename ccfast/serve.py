@@ -118,7 +118,8 @@ async def _serve(cfg, core: Core, clock: Clock, writer, task_status) -> None:
 
     async with trio.open_nursery() as nursery:
         for box_cfg in settings.boxes:
-            box = BoxLink(box_cfg.name, box_cfg.host, box_cfg.port, box_cfg.password)
+            box = BoxLink(box_cfg.name, box_cfg.host, box_cfg.port, box_cfg.password,
+                          on_reconnect=lambda _client, name=box_cfg.name: service.reconcile_box(service.boxes[name]))
             await nursery.start(box.run)
             service.add_box(box)
         await nursery.start(service.run)

@@ -52,8 +52,20 @@ class Service:
 
     # -- tasks ------------------------------------------------------------------------------
     def spawn(self, fn, *args) -> None:
+        """Run ``fn(*args)`` in the service nursery; its failure is logged, never fatal.
+
+        One caller's or one offer's trouble (a socket that died, a command refused) must not
+        take the dispatcher and every other call down with it.
+        """
         assert self._nursery is not None, "service not running"
-        self._nursery.start_soon(fn, *args)
+        self._nursery.start_soon(self._guarded, fn, args)
+
+    async def _guarded(self, fn, args) -> None:
+        try:
+            await fn(*args)
+        except Exception:
+            self.stats["task_failures"] = self.stats.get("task_failures", 0) + 1
+            log.exception("task %s failed", getattr(fn, "__qualname__", fn))
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -68,6 +80,25 @@ class Service:
     # -- boxes and members -------------------------------------------------------------------
     def add_box(self, box: Box) -> None:
         self.boxes[box.name] = box
+
+    async def reconcile_box(self, box: Box) -> None:
+        """After a box's link came back: settle what happened while it was down.
+
+        Offers still ringing when the link dropped were already failed (their job result is
+        lost); here every leg ccfast knows on that box is checked, and a bridged agent leg that
+        no longer exists ends its call as if its hangup had been seen.
+        """
+        for task in list(self.offers.values()):
+            member = self.members.get(task.offer.member_uuid) or self._departed.get(task.offer.member_uuid)
+            if task.leg_uuid is None or (member is not None and member.box is not box):
+                continue
+            try:
+                exists = (await box.api(f"uuid_exists {task.leg_uuid}")).strip() == "true"
+            except Exception:
+                return  # the link dropped again; the next reconnect retries
+            if not exists:
+                box.router.route(task.leg_uuid, {"Event-Name": "CHANNEL_HANGUP", "Unique-ID": task.leg_uuid,
+                                                 "Hangup-Cause": "NORMAL_CLEARING"})
 
     def default_box(self) -> Box:
         return next(iter(self.boxes.values()))

@@ -49,7 +49,20 @@ class BoxLink:
             await nursery.start(self.client.run)
             nursery.start_soon(self._route)
             nursery.start_soon(self._send_events)
+            await self._learn_identity()
             task_status.started(self)
+
+    async def wait_up(self) -> None:
+        await self.client.wait_up()
+
+    async def _learn_identity(self) -> None:
+        """The box's Core-UUID, which callers' channel data carry (to place them on their box)."""
+        try:
+            value = (await self.client.api("global_getvar", "core_uuid")).strip()
+        except (ConnectionLost, CommandFailed):
+            return
+        if value and not value.startswith("-"):
+            self.core_uuid = value
 
     async def _route(self) -> None:
         route = self.router.route

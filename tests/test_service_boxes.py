@@ -1,0 +1,85 @@
+"""Several FreeSWITCH boxes: offers go out on the member's own box; a dropped link is reconciled."""
+
+from __future__ import annotations
+
+import trio
+
+from ccfast import config as configmod
+from ccfast.esl.inbound import InboundClient
+from ccfast.serve import run
+from ccfast.sim import AgentProfile, CallerSpec, Simulator, Timings
+
+QUEUE = '<queue name="support@default"><param name="strategy" value="longest-idle-agent"/></queue>'
+AGENTS = "".join(
+    f'<agent name="{n}@default" type="callback" contact="sim/agent/a{n}" status="Available"/>' for n in (1, 2)
+)
+TIERS = "".join(f'<tier agent="{n}@default" queue="support@default" level="1" position="{n}"/>' for n in (1, 2))
+
+
+def two_box_conf(port1: int, port2: int) -> str:
+    return (
+        '<configuration name="callcenter.conf"><settings/>'
+        f"<queues>{QUEUE}</queues><agents>{AGENTS}</agents><tiers>{TIERS}</tiers>"
+        "<ccfast><settings><param name=\"metrics-listen\" value=\"\"/></settings><boxes>"
+        f'<box name="fs1" host="127.0.0.1" port="{port1}" password="ClueCon"/>'
+        f'<box name="fs2" host="127.0.0.1" port="{port2}" password="ClueCon"/>'
+        "</boxes></ccfast></configuration>"
+    )
+
+
+async def test_each_caller_is_served_on_its_own_box():
+    profiles = {"a1": AgentProfile("a1", talk_time=0.1), "a2": AgentProfile("a2", talk_time=0.1)}
+    async with trio.open_nursery() as nursery:
+        sims = [Simulator(timings=Timings.fast(), profiles=profiles, hostname=f"fs{i}") for i in (1, 2)]
+        ports = [await nursery.start(sim.serve) for sim in sims]
+        for sim in sims:
+            sim.switch.global_vars["core_uuid"] = sim.switch.host.core_uuid
+        cfg = configmod.load_config("two.xml", text=two_box_conf(*ports))
+        cfg.ccfast.outbound_listen = configmod.Address("127.0.0.1", 0)
+        cfg.ccfast.control_listen = None
+        running = await nursery.start(run, cfg)
+        for sim in sims:
+            sim.dial_to = ("127.0.0.1", running.outbound_port)
+        records = [sims[0].spawn_caller(CallerSpec()), sims[1].spawn_caller(CallerSpec(cid_number="5552000"))]
+        with trio.fail_after(5):
+            for record in records:
+                await record.done.wait()
+        assert [r.outcome for r in records] == ["bridged", "bridged"]
+        # each box originated exactly the leg of its own caller
+        assert [sim.switch.stats["originates"] for sim in sims] == [1, 1]
+        nursery.cancel_scope.cancel()
+
+
+async def test_link_drop_during_a_bridged_call_is_reconciled():
+    profiles = {"a1": AgentProfile("a1", talk_time=0.6)}
+    async with trio.open_nursery() as nursery:
+        sim = Simulator(timings=Timings.fast(), profiles=profiles)
+        port = await nursery.start(sim.serve)
+        sim.switch.global_vars["core_uuid"] = sim.switch.host.core_uuid
+        xml = two_box_conf(port, port).replace(
+            f'<box name="fs2" host="127.0.0.1" port="{port}" password="ClueCon"/>', ""
+        ).replace(TIERS, TIERS.split("<tier agent=\"2")[0])
+        cfg = configmod.load_config("one.xml", text=xml)
+        cfg.ccfast.outbound_listen = configmod.Address("127.0.0.1", 0)
+        cfg.ccfast.control_listen = None
+        running = await nursery.start(run, cfg)
+        sim.dial_to = ("127.0.0.1", running.outbound_port)
+        record = sim.spawn_caller(CallerSpec())
+        service = running.service
+        with trio.fail_after(3):
+            while record.bridged_at is None:
+                await trio.sleep(0.01)
+        # the inbound link drops while the call is up; the agent hangs up before it is back
+        sim.refuse_connections = True
+        assert sim.drop_connections(inbound=True) >= 1
+        with trio.fail_after(5):
+            await record.done.wait()  # the agent hung up while ccfast could not see it
+        assert service.offers, "the bridged offer must still be open while the link is down"
+        sim.refuse_connections = False
+        with trio.fail_after(15):
+            while service.offers:
+                await trio.sleep(0.02)
+        agent = service.core.rows("agents")[0]
+        assert agent["state"] == "Waiting" and agent["calls_answered"] == 1
+        assert service.core.rows("members") == []
+        nursery.cancel_scope.cancel()
