@@ -160,3 +160,29 @@ async def test_control_port_answers_callcenter_config_like_fs_cli():
         assert await env.cc("agent get status 1000@default") == "On Break"
         assert await env.cc("agent set status nobody Available") == "-ERR Agent not found!\n"
         assert await env.control.api("no_such_command") == "-ERR no_such_command Command not found!\n"
+
+
+async def test_events_are_fired_into_freeswitch_for_its_own_subscribers():
+    """FusionPBX-style consumers subscribed on FreeSWITCH itself keep working (sendevent)."""
+    from ccfast.esl.inbound import InboundClient
+
+    profiles = {"a1": AgentProfile("a1", talk_time=0.1)}
+    async with open_callcenter(conf(QUEUE, AGENT, TIER), profiles=profiles) as env:
+        watcher = InboundClient("127.0.0.1", env.sim.port, "ClueCon", events=["CUSTOM"],
+                                subclasses=[S.EVENT_SUBCLASS], reconnect=False, liveness_interval=None)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(watcher.run)
+            env.sim.spawn_caller(CallerSpec(queue="support@default"))
+            seen = []
+            with trio.fail_after(5):
+                while len(seen) < 10:
+                    event = await watcher.events.get()
+                    if event.get("Event-Subclass") == S.EVENT_SUBCLASS:
+                        seen.append(event)
+            assert [e.get("CC-Action") for e in seen][:4] == [
+                "member-queue-start", "members-count", "agent-state-change", "agent-offering"]
+            # never routed to a channel: no Unique-ID in what ccfast sends (integration notes §7.2)
+            assert all(e.get("Command") == "sendevent CUSTOM" for e in seen)
+            nursery.cancel_scope.cancel()
+        await env.quiesce()
+        env.check_invariants()
