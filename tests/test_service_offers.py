@@ -7,6 +7,8 @@ rows and the control port's ``callcenter::info`` events show the results.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import trio
 
@@ -359,12 +361,15 @@ async def test_outbound_announce_is_played_to_the_agent_before_the_bridge():
 
 
 async def test_record_template_is_expanded_and_recording_started_on_the_member():
-    q = queue(("record-template", "/rec/${strftime(%Y)}/${caller_id_number}-${uuid}.wav"))
+    # uuid_record does not expand its path: channel variables, config globals and API calls
+    # must all be resolved before it is sent (integration notes §8)
+    q = queue(("record-template", "$${recordings_dir}/${strftime(%Y)}/${caller_id_number}-${uuid}.wav"))
     async with open_callcenter(one_agent(q=q), profiles={"a1": AgentProfile("a1", talk_time=0.05)}) as env:
+        env.sim.switch.global_vars["recordings_dir"] = "/var/rec"
         rec = env.spawn(CallerSpec(queue=Q, cid_number="5551234"))
         with trio.fail_after(3):
             await rec.done.wait()
-        path = f"/rec/${{strftime(%Y)}}/5551234-{rec.member_uuid}.wav"
+        path = f"/var/rec/{time.strftime('%Y')}/5551234-{rec.member_uuid}.wav"
         ch = env.channel(rec.member_uuid)
         assert ch.vars["cc_record_filename"] == path
         assert env.api_calls("uuid_record") and env.api_calls("uuid_record")[0][1] == f"{rec.member_uuid} start {path}"

@@ -52,3 +52,22 @@ def expand(template: str, headers: Mapping[str, str]) -> str:
         return whole if value is None else value
 
     return _VAR.sub(replace, template)
+
+
+async def expand_fully(template: str, headers: Mapping[str, str], box) -> str:
+    """``expand`` and then let the box resolve what is left (globals, ``${strftime(...)}``…).
+
+    For strings FreeSWITCH will not expand itself, such as the path given to ``uuid_record``
+    (integration notes §8): ``record-template`` must reach it as a finished path. ``eval`` on
+    the box expands global variables and API calls; an all-empty result reads ``-ERR no reply``.
+    """
+    partial = expand(template, headers)
+    if "${" not in partial:
+        return partial
+    try:
+        reply = await box.api(f"eval {partial}")
+    except Exception:
+        return partial
+    if reply.startswith("-ERR"):
+        return ""
+    return reply.rstrip("\n")

@@ -182,9 +182,12 @@ class MemberSession:
                     self.moh = None  # unplayable: silence for the rest of the wait
 
     async def _play_moh(self) -> None:
-        if self.moh and not self.gone:
+        if self.moh and not (self.reason or self.is_bridged or self.gone):
             # no event-lock: later sendmsg (events, announcements) run nested inside it
-            await self.link.execute("playback", self.moh)
+            try:
+                await self.link.execute("playback", self.moh)
+            except Exception as exc:  # restarts run in the service nursery: never let them kill it
+                log.debug("member %s: hold music not restarted: %r", self.session_uuid, exc)
 
     async def _announce(self, sound: str, every: int) -> None:
         while True:

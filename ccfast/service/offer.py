@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from .. import strings as S
-from .expand import expand
+from .expand import expand_fully
 from .originate import export_vars, originate_command
 
 if TYPE_CHECKING:
@@ -232,7 +232,7 @@ class OfferTask:
             await box.api(f"uuid_setvar {leg} cc_member_pre_answer_uuid")  # §5.5 step 1: unset
         params = svc.core.queue_params(offer.queue)
         if params is not None and params.record_template:
-            path = expand(params.record_template, member.data)
+            path = await expand_fully(params.record_template, member.data, box)
             await box.api(f"uuid_setvar {member.session_uuid} cc_record_filename {path}")
             await box.api(f"uuid_record {member.session_uuid} start {path}")
         announce = member.variable("cc_outbound_announce")
