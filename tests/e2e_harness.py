@@ -177,6 +177,12 @@ class Env:
             assert tier["state"] != S.TIER_OFFERING, tier
         for member in core.rows("members"):
             assert member["state"] != S.MEMBER_TRYING or member["serving_agent"] in S.RING_STRATEGIES, member
+        if not self.live_channels():
+            # every caller has gone, so every member must have been ended with a cause: only
+            # Abandoned rows (until discarded) may remain (§3.6)
+            for member in core.rows("members"):
+                assert member["state"] == S.MEMBER_ABANDONED, member
+        assert not self.running.service.members, "a member session outlived its channel"
         assert not self.running.service.offers
         assert not self.live_channels(), "a channel was left up in the simulator"
 

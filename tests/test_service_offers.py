@@ -493,3 +493,27 @@ async def test_caller_hanging_up_while_the_agent_hears_the_announcement_abandons
         assert member["state"] == S.MEMBER_ABANDONED
         assert agent_row(env)["calls_answered"] == 0 and agent_row(env)["state"] == S.STATE_WAITING
         await finish(env)
+
+
+async def test_wrap_up_time_holds_the_agent_then_the_next_caller_is_offered_without_polling():
+    profiles = {"a1": AgentProfile("a1", talk_time=0.05)}
+    async with open_callcenter(one_agent(wrap_up_time="1"), profiles=profiles) as env:
+        await env.watch_events()
+        first = env.spawn(CallerSpec(queue=Q))
+        with trio.fail_after(3):
+            await first.done.wait()
+        second = env.spawn(CallerSpec(queue=Q, cid_number="5552000"))
+        with trio.fail_after(4):
+            await second.done.wait()
+        assert first.outcome == second.outcome == "bridged"
+        ends = env.find_events(S.ACTION_BRIDGE_AGENT_END)
+        starts = env.find_events(S.ACTION_BRIDGE_AGENT_START)
+        assert len(starts) == 2
+        # offered at the first second after last_bridge_end + wrap_up_time (§4.5)
+        assert int(starts[1].get("CC-Agent-Answered-Time")) >= int(ends[0].get("CC-Bridge-Terminated-Time")) + 2
+        row = agent_row(env)
+        assert row["calls_answered"] == 2 and row["last_bridge_end"] >= row["last_bridge_start"]
+        passes = env.service.dispatcher.passes
+        await trio.sleep(0.5)
+        assert env.service.dispatcher.passes - passes <= 1  # asleep while nothing can change
+        await finish(env)
