@@ -87,6 +87,14 @@ cdef dict _STRATEGY_CODES = {
     S.RING_PROGRESSIVELY: K_RINGPROG,
 }
 
+# what changed, for re-keying an agent's tiers
+cdef enum:
+    W_LOC = 1
+    W_LBE = 2
+    W_TALK = 4
+    W_CALLS = 8
+    W_ALL = 15
+
 # offer phases
 cdef enum:
     P_RINGING = 0
@@ -99,6 +107,29 @@ cdef inline str _low(object value):
     if value is None:
         return ""
     return (<str>value).lower()
+
+cdef inline void _aflags(Agent a):
+    """Refresh the agent's cached case-insensitive comparisons if a column changed."""
+    if a.state is not a._c_state:
+        a._c_state = a.state
+        a.c_waiting = a.state == AS_WAITING or _low(a.state) == LOW_WAITING
+    if a.status is not a._c_status:
+        a._c_status = a.status
+        a.c_on_break = a.status == ST_ON_BREAK or _low(a.status) == LOW_ON_BREAK
+    if a.instance_id is not a._c_inst:
+        a._c_inst = a.instance_id
+        a.c_single_box = a.instance_id == SINGLE_BOX or _low(a.instance_id) == LOW_SINGLE_BOX
+
+
+cdef inline bint _offerable(Tier t):
+    """Tier state Ready or No Answer (case-insensitive, §4.5 step 4)."""
+    cdef object ts
+    if t.state is not t._c_state:
+        t._c_state = t.state
+        ts = _low(t.state)
+        t.c_offerable = ts == LOW_READY or ts == LOW_NO_ANSWER
+    return t.c_offerable
+
 
 cdef inline int _scode(object strategy):
     """The strategy as the C code compares it; unknown names fall back to sequential (§4.3)."""
@@ -126,10 +157,13 @@ cdef class Agent:
     cdef public long long no_answer_delay_time, last_bridge_start, last_bridge_end
     cdef public long long last_offered_call, last_status_change, no_answer_count, calls_answered
     cdef public long long talk_time, ready_time, external_calls_count
-    cdef public dict tiers
+    cdef public list tiers  # its Tier rows (1-5 typically: a list is smaller than a dict)
     cdef public Offer offer
-    cdef public bint deleted, in_free
-    cdef public list hot_queues
+    # C strcasecmp results cached per string object (the row keeps the string as typed)
+    cdef object _c_state, _c_status, _c_inst
+    cdef bint c_waiting, c_on_break, c_single_box
+    cdef public bint deleted, in_free, c_freeish
+    cdef public object hot_queues
     cdef public long long hot_pass
 
     def row(self):
@@ -154,7 +188,9 @@ cdef class Tier:
     cdef public object queue, agent_name, state
     cdef public long long level, position
     cdef public Agent agent
-    cdef public bint key
+    cdef public bint key, in_f
+    cdef object _c_state
+    cdef bint c_offerable
     cdef public long long k0, k1, k2
     cdef public Queue kq  # the queue whose index holds this tier
 
@@ -206,6 +242,7 @@ cdef class Queue:
     cdef public int code
     cdef public long long calls_answered, calls_abandoned, last_agent_exist, last_agent_exist_check
     cdef public list idx       # candidate tiers (Tier objects), sorted by their key
+    cdef public list fidx      # the subset that could be offered (see Core._fsync), same order
     cdef public list members   # dispatchable members (Member objects), sorted by (mk0, seq)
     cdef public list inapp     # members in the wait loop: (t_called, seq, member), sorted
     cdef public list td_ptrs   # top-down members with a pointer: (level, position, seq, member)
@@ -217,6 +254,7 @@ cdef class Queue:
     # params as C values (queue_set)
     cdef public bint tra, trm, trn, skip_ext, resume, tbs, timers
     cdef public long long trw, rp_delay, max_wait, na_n, na_r, discard_after
+    cdef public object no_answer_status  # canonical spelling, as cc_agent_str2status/status2str write it
 
     cdef inline bint ring(self):
         return self.code == K_RINGALL or self.code == K_RINGPROG
@@ -361,6 +399,78 @@ cdef int _member_cmp(Member m, object other) except -2:
     return 0
 
 
+# C-level sorted-list helpers for the tier and member indexes (no Python rich comparisons)
+cdef Py_ssize_t _tier_bisect(list lst, Tier t, Py_ssize_t lo=0) except -1:
+    """First position whose entry is not less than t."""
+    cdef Py_ssize_t hi = len(lst), mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if _tier_cmp(<Tier>lst[mid], t) < 0:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef Py_ssize_t _tier_probe(list lst, long long k0, long long k1, bint has_k1, Py_ssize_t lo=0) except -1:
+    """First position whose (k0[, k1]) is >= the probe."""
+    cdef Py_ssize_t hi = len(lst), mid
+    cdef Tier e
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        e = <Tier>lst[mid]
+        if e.k0 < k0 or (has_k1 and e.k0 == k0 and e.k1 < k1):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef void _tier_insert(list lst, Tier t) except *:
+    lst.insert(_tier_bisect(lst, t), t)
+
+
+cdef void _tier_remove(list lst, Tier t) except *:
+    cdef Py_ssize_t i = _tier_bisect(lst, t), n = len(lst)
+    while i < n and lst[i] is not t and _tier_cmp(<Tier>lst[i], t) == 0:
+        i += 1
+    if i < n and lst[i] is t:
+        del lst[i]
+        return
+    for i in range(n):  # defensive: the key changed behind the index's back
+        if lst[i] is t:
+            del lst[i]
+            return
+
+
+cdef Py_ssize_t _member_bisect(list lst, Member m) except -1:
+    cdef Py_ssize_t lo = 0, hi = len(lst), mid
+    cdef Member e
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        e = <Member>lst[mid]
+        if e.mk0 < m.mk0 or (e.mk0 == m.mk0 and e.seq < m.seq):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef void _member_insert(list lst, Member m) except *:
+    lst.insert(_member_bisect(lst, m), m)
+
+
+cdef void _member_remove(list lst, Member m) except *:
+    cdef Py_ssize_t i = _member_bisect(lst, m), n = len(lst)
+    if i < n and lst[i] is m:
+        del lst[i]
+        return
+    for i in range(n):
+        if lst[i] is m:
+            del lst[i]
+            return
+
+
 cdef struct Walk:
     long long tier
     long long count
@@ -379,6 +489,7 @@ cdef class Core:
     cdef list _journal, _events, _pending, _pending_next, _orphans, _discard_heap, _rp_heap
     cdef long long _seq, _offer_seq, _pass_id, _last_now, _pass_now
     cdef set _td_dirty
+    cdef public long long n_walks, n_rows  # work counters (members walked, candidate rows seen)
     cdef bint _in_pass
     cdef list _deferred_members
     cdef set _deferred_agents
@@ -486,7 +597,10 @@ cdef class Core:
         if t.key:
             q = t.kq
             self._idx_changing(q)
-            self._remove_sorted(q.idx, t)
+            if t.in_f:
+                _tier_remove(q.fidx, t)
+                t.in_f = False
+            _tier_remove(q.idx, t)
             t.key = False
             t.kq = None
         q = self._queues.get(t.queue)
@@ -498,35 +612,85 @@ cdef class Core:
         self._tset_key(t, q)
         t.key = True
         t.kq = q
-        insort(q.idx, t)
+        _tier_insert(q.idx, t)
+        self._fsync(t)
 
     cdef inline void _idx_changing(self, Queue q):
         self._bk_pre(q)
         if q.code == K_TD:
             self._td_dirty.add(q)
 
-    cdef void _reindex_agent(self, Agent a):
-        for t in a.tiers.values():
-            self._tindex(<Tier>t)
+    cdef Tier _atier(self, Agent a, object queue):
+        for t in a.tiers:
+            if (<Tier>t).queue == queue:
+                return <Tier>t
+        return None
+
+    cdef void _reindex_agent(self, Agent a, int what=W_ALL):
+        """Re-key the agent's tiers whose queue sorts by a field in `what`."""
+        cdef Tier t
+        cdef int code
+        for x in a.tiers:
+            t = <Tier>x
+            if what != W_ALL:
+                if not t.key:
+                    continue
+                code = t.kq.code
+                if code == K_LIA:
+                    if not (what & W_LBE):
+                        continue
+                elif code == K_LTT:
+                    if not (what & W_TALK):
+                        continue
+                elif code == K_FC:
+                    if not (what & W_CALLS):
+                        continue
+                elif code == K_RINGALL or code == K_RINGPROG or code == K_RANDOM:
+                    continue
+                elif not (what & W_LOC):
+                    continue
+            self._tindex(t)
 
     cdef void _async(self, Agent a):
         """Keep the set of agents that could take an offer (time checks are done at the pass)."""
-        cdef bint free = (not a.deleted and a.offer is None
-                          and (a.state == AS_WAITING or _low(a.state) == LOW_WAITING)
-                          and (a.status == ST_AVAILABLE or a.status == ST_ON_DEMAND)
-                          and (a.instance_id == SINGLE_BOX or _low(a.instance_id) == LOW_SINGLE_BOX))
+        _aflags(a)
+        cdef bint free = (not a.deleted and a.offer is None and a.c_waiting and a.c_single_box
+                          and (a.status == ST_AVAILABLE or a.status == ST_ON_DEMAND))
+        cdef bint freeish = (not a.deleted and a.offer is None and a.c_waiting and not a.c_on_break)
         if free and not a.in_free:
             self._free.add(a)
             a.in_free = True
         elif not free and a.in_free:
             self._free.discard(a)
             a.in_free = False
+        if freeish != a.c_freeish:
+            a.c_freeish = freeish
+            for t in a.tiers:
+                self._fsync(<Tier>t)
+
+    cdef void _fsync(self, Tier t):
+        """Keep q.fidx = the candidate rows whose tier state is offerable and whose agent is
+        Waiting, not On Break and without a live offer. Without tier rules every other row only
+        makes the walk continue (§4.5), so walking fidx gives the same outcome as walking idx."""
+        cdef bint want
+        if self._in_pass:
+            if t.agent is not None:
+                self._deferred_agents.add(t.agent)
+            return
+        want = t.key and t.agent is not None and t.agent.c_freeish and _offerable(t)
+        if want == t.in_f:
+            return
+        if want:
+            _tier_insert(t.kq.fidx, t)
+        else:
+            _tier_remove(t.kq.fidx, t)
+        t.in_f = want
 
     cdef void _rr_update(self, Agent a):
         """The agent's last_offered_call changed: keep each queue's round-robin pointer cache."""
         cdef Queue q
-        for qname in a.tiers:
-            q = self._queues.get(qname)
+        for t in a.tiers:
+            q = (<Tier>t).kq if (<Tier>t).kq is not None else self._queues.get((<Tier>t).queue)
             if q is None or not q.rr_valid:
                 continue
             if a.last_offered_call > q.rr_loc or (a.last_offered_call == q.rr_loc and q.rr_name is not None
@@ -585,14 +749,14 @@ cdef class Core:
             self._bk_pre(q)
             m.mk0 = m.joined_epoch - m.base_score - m.skill_score
             m.mq = q
-            insort(q.members, m)
+            _member_insert(q.members, m)
             m.in_idx = True
         elif not sel and m.in_idx:
             if self._in_pass:
                 self._deferred_members.append((m.mq, m))
             else:
                 self._bk_pre(m.mq)
-                self._remove_sorted(m.mq.members, m)
+                _member_remove(m.mq.members, m)
             m.in_idx = False
             m.mq = None
         # top-down pointers of dispatchable members
@@ -667,6 +831,7 @@ cdef class Core:
             q = Queue()
             q.name = params.name
             q.idx = []
+            q.fidx = []
             q.members = []
             q.inapp = []
             q.td_ptrs = []
@@ -687,6 +852,7 @@ cdef class Core:
         q.na_r = params.max_wait_time_with_no_agent_time_reached
         q.discard_after = params.discard_abandoned_after
         q.timers = q.max_wait > 0 or q.na_n > 0
+        q.no_answer_status = S.canonical(params.agent_no_answer_status or "", S.AGENT_STATUSES)
         q.calls_answered = 0
         q.calls_abandoned = 0
         q.last_agent_exist = 0
@@ -697,8 +863,10 @@ cdef class Core:
         # rebuild the candidate index for the (possibly new) strategy
         for entry in q.idx:
             (<Tier>entry).key = False
+            (<Tier>entry).in_f = False
             (<Tier>entry).kq = None
         q.idx = []
+        q.fidx = []
         tiers = self._tiers.get(params.name)
         if tiers:
             for t in tiers.values():
@@ -725,8 +893,10 @@ cdef class Core:
         self._td_dirty.discard(q)
         for entry in q.idx:
             (<Tier>entry).key = False
+            (<Tier>entry).in_f = False
             (<Tier>entry).kq = None
         q.idx = []
+        q.fidx = []
         for m in list(self._members.values()):
             if m.queue == name:
                 if m.in_idx:
@@ -783,8 +953,7 @@ cdef class Core:
     cdef Agent _new_agent(self, object name):
         cdef Agent a = Agent()
         a.name = name
-        a.tiers = {}
-        a.hot_queues = []
+        a.tiers = []
         return a
 
     cdef void _attach_agent(self, Agent a):
@@ -794,7 +963,8 @@ cdef class Core:
         if orphans:
             for t in orphans.values():
                 t.agent = a
-                a.tiers[t.queue] = t
+                t.agent_name = a.name
+                a.tiers.append(t)
                 self._tindex(t)
                 q = self._queues.get(t.queue)
                 if q is not None:
@@ -836,7 +1006,7 @@ cdef class Core:
         else:
             t.agent = a
             t.agent_name = a.name  # share the string
-            a.tiers[t.queue] = t
+            a.tiers.append(t)
             self._tindex(t)
         q = self._queues.get(t.queue)
         if q is not None:
@@ -919,7 +1089,7 @@ cdef class Core:
             self._bookkeep_queues(a, self._last_now)
             a.deleted = True
             self._async(a)
-            for t in list(a.tiers.values()):
+            for t in list(a.tiers):
                 self._drop_tier(t)
             self._j("agents", "delete", (name,), {})
         orphans = self._orphan_tiers.pop(name, None)
@@ -932,7 +1102,10 @@ cdef class Core:
         if t.key:
             q = t.kq
             self._idx_changing(q)
-            self._remove_sorted(q.idx, t)
+            if t.in_f:
+                _tier_remove(q.fidx, t)
+                t.in_f = False
+            _tier_remove(q.idx, t)
             t.key = False
             t.kq = None
         tiers = self._tiers.get(t.queue)
@@ -940,8 +1113,11 @@ cdef class Core:
             del tiers[t.agent_name]
             if not tiers:
                 del self._tiers[t.queue]
-        if t.agent is not None and t.agent.tiers.get(t.queue) is t:
-            del t.agent.tiers[t.queue]
+        if t.agent is not None:
+            for i in range(len(t.agent.tiers)):
+                if t.agent.tiers[i] is t:  # identity: tiers compare by index key
+                    del t.agent.tiers[i]
+                    break
         orphans = self._orphan_tiers.get(t.agent_name)
         if orphans is not None and orphans.get(t.queue) is t:
             del orphans[t.queue]
@@ -1013,7 +1189,7 @@ cdef class Core:
             a.last_offered_call = now
             self._ja(a, {"state": value, "last_offered_call": now})
             self._rr_update(a)
-            self._reindex_agent(a)
+            self._reindex_agent(a, W_LOC)
         else:
             self._ja(a, {"state": value})
         self._async(a)
@@ -1117,6 +1293,7 @@ cdef class Core:
                 raise CoreError("Invalid Tier State!")
             t.state = value
             self._jt(t, {"state": value})
+            self._fsync(t)
         elif k == "level":
             t.level = <int>atoi(value)
             self._jt(t, {"level": t.level})
@@ -1414,8 +1591,8 @@ cdef class Core:
                 q.last_agent_exist = now
 
     cdef void _bookkeep_queues(self, Agent a, long long now):
-        for qname in a.tiers:
-            q = self._queues.get(qname)
+        for t in a.tiers:
+            q = self._queues.get((<Tier>t).queue)
             if q is not None:
                 self._bk_touch(<Queue>q, now)
 
@@ -1462,29 +1639,31 @@ cdef class Core:
         cdef Member m
         self._touch(now)
         self._pre_pass(now)
-        dirty = self._td_dirty
-        self._td_dirty = set()
-        for x in dirty:
-            self._bk_pre(<Queue>x)  # earlier passes saw the old pointers
+        dirty = None
+        if self._td_dirty:
+            dirty = self._td_dirty
+            self._td_dirty = set()
+            for x in dirty:
+                self._bk_pre(<Queue>x)  # earlier passes saw the old pointers
         self._pass_id += 1
         self._pass_now = now
-        for x in dirty:
-            if self._queues.get((<Queue>x).name) is x:
-                self._td_sweep(<Queue>x, now)
+        if dirty is not None:
+            for x in dirty:
+                if self._queues.get((<Queue>x).name) is x:
+                    self._td_sweep(<Queue>x, now)
         # queues where some agent could be offered now
         for x in self._free:
             a = <Agent>x
             if not self._time_ok(a, now):
                 continue
             a.hot_pass = self._pass_id
-            a.hot_queues = []
-            for y in a.tiers.values():
+            a.hot_queues = None
+            for y in a.tiers:
                 t = <Tier>y
                 q = t.kq
                 if q is None:
                     continue
-                if not (t.state == TS_READY or t.state == TS_NO_ANSWER or _low(t.state) == LOW_READY
-                        or _low(t.state) == LOW_NO_ANSWER):
+                if not _offerable(t):
                     continue
                 if q.skip_ext and a.external_calls_count > 0:
                     continue
@@ -1494,7 +1673,10 @@ cdef class Core:
                     if q.members:
                         hot.append(q)
                 q.hot += 1
-                a.hot_queues.append(q)
+                if a.hot_queues is None:
+                    a.hot_queues = [q]
+                else:
+                    a.hot_queues.append(q)
         if not hot:
             return offers
         self._in_pass = True
@@ -1521,19 +1703,21 @@ cdef class Core:
             self._in_pass = False
             for qm, key in self._deferred_members:
                 self._bk_pre(<Queue>qm)
-                self._remove_sorted((<Queue>qm).members, key)
+                _member_remove((<Queue>qm).members, <Member>key)
             self._deferred_members = []
             if self._deferred_agents:
                 agents = self._deferred_agents
                 self._deferred_agents = set()
                 for x in agents:
-                    self._reindex_agent(<Agent>x)
+                    self._reindex_agent(<Agent>x, W_LOC)
+                    for t in (<Agent>x).tiers:
+                        self._fsync(<Tier>t)
         return offers
 
     cdef void _walk(self, Member m, Queue q, long long now, list offers):
         """The candidate rows of one member in the strategy's order (§4.3), processed per §4.5."""
         cdef Walk w
-        cdef list idx = q.idx
+        cdef list idx = q.idx if q.tra else q.fidx
         cdef Py_ssize_t n = len(idx), i, j, s1, e1
         cdef int code = q.code
         cdef int r
@@ -1541,12 +1725,13 @@ cdef class Core:
         cdef list group
         w.tier = 0
         w.count = 0
+        self.n_walks += 1
         if n == 0:
             return
         if code == K_TD:
             if m.td_skip == self._pass_id:
                 return
-            s1 = bisect_left(idx, (m.td_level, m.td_pos + 1))
+            s1 = _tier_probe(idx, m.td_level, m.td_pos + 1, True)
             for i in range(s1, n):
                 if self._row(m, q, <Tier>idx[i], now, &w, offers):
                     return
@@ -1554,12 +1739,12 @@ cdef class Core:
         if code == K_RR:
             ptr = self._rr_pointer(q)
             if ptr is not None:
-                s1 = bisect_left(idx, (ptr.level, ptr.position + 1))
-                e1 = bisect_left(idx, (ptr.level + 1,))
+                s1 = _tier_probe(idx, ptr.level, ptr.position + 1, True)
+                e1 = _tier_probe(idx, ptr.level + 1, 0, False)
                 for i in range(s1, e1):
                     if self._row(m, q, <Tier>idx[i], now, &w, offers):
                         return
-                idx = q.idx
+                idx = q.idx if q.tra else q.fidx
                 n = len(idx)
             for i in range(n):
                 if self._row(m, q, <Tier>idx[i], now, &w, offers):
@@ -1568,7 +1753,7 @@ cdef class Core:
         if code == K_RANDOM:
             i = 0
             while i < n:
-                j = bisect_left(idx, ((<Tier>idx[i]).k0 + 1,), i)
+                j = _tier_probe(idx, (<Tier>idx[i]).k0 + 1, 0, False, i)
                 group = idx[i:j]
                 # lazy Fisher-Yates: draw the next row of this level at random
                 for s1 in range(len(group)):
@@ -1586,6 +1771,7 @@ cdef class Core:
         """§4.5 for one candidate row. Returns 1 to stop this member's pass, 0 to go on."""
         cdef Agent a = t.agent
         cdef long long waited, level = t.level
+        self.n_rows += 1
         cdef bint reserved = False
         cdef object ts
         # step 2: tier rules (§4.6)
@@ -1603,25 +1789,23 @@ cdef class Core:
                 return 1
         w.count += 1
         # step 4: eligibility
-        ts = t.state
-        if not (ts == TS_READY or ts == TS_NO_ANSWER):
-            ts = _low(ts)
-            if not (ts == LOW_READY or ts == LOW_NO_ANSWER):
-                return 0
-        if not (a.state == AS_WAITING or _low(a.state) == LOW_WAITING):
+        if not _offerable(t):
+            return 0
+        _aflags(a)
+        if not a.c_waiting:
             return 0
         if not (a.last_bridge_end < now - a.wrap_up_time):
             return 0
         if a.ready_time > now:
             return 0
-        if a.status == ST_ON_BREAK or _low(a.status) == LOW_ON_BREAK:
+        if a.c_on_break:
             return 0
         if q.skip_ext and a.external_calls_count > 0:
             return 0
         if a.offer is not None:  # ccfast: one live offer per agent, whatever its state says
             return 0
         # step 5: agent of another box
-        if not (a.instance_id == SINGLE_BOX or _low(a.instance_id) == LOW_SINGLE_BOX):
+        if not a.c_single_box:
             return 1 if q.code == K_RINGALL else 0
         # step 6: reservation
         if self.reserve_agents:
@@ -1689,7 +1873,7 @@ cdef class Core:
         o.snap_reject = a.reject_delay_time
         o.snap_busy = a.busy_delay_time
         o.snap_noans = a.no_answer_delay_time
-        o.no_answer_status = S.canonical(q.params.agent_no_answer_status or "", S.AGENT_STATUSES)
+        o.no_answer_status = q.no_answer_status
         o.phase = P_RINGING
         self._offers[o.offer_id] = o
         m.offers.append(o)
@@ -1709,21 +1893,23 @@ cdef class Core:
         a.last_offered_call = now
         self._ja(a, {"state": AS_RECEIVING, "last_offered_call": now})
         self._rr_update(a)
-        self._reindex_agent(a)
+        self._reindex_agent(a, W_LOC)
         self._async(a)
-        if a.hot_pass == self._pass_id:
+        if a.hot_pass == self._pass_id and a.hot_queues is not None:
             for x in a.hot_queues:
                 (<Queue>x).hot -= 1
-            a.hot_queues = []
+            a.hot_queues = None
         self._ev(S.ACTION_AGENT_STATE_CHANGE,
                  [("CC-Agent", a.name), ("CC-Action", None), ("CC-Agent-State", AS_RECEIVING)])
         t.state = TS_OFFERING
         self._jt(t, {"state": TS_OFFERING})
-        for y in a.tiers.values():
+        self._fsync(t)
+        for y in a.tiers:
             other = <Tier>y
             if other is not t and other.state == TS_READY:
                 other.state = TS_STANDBY
                 self._jt(other, {"state": TS_STANDBY})
+                self._fsync(other)
         self._ev(S.ACTION_AGENT_OFFERING,
                  [("CC-Queue", q.name), ("CC-Action", None), ("CC-Agent", a.name),
                   ("CC-Agent-Type", a.type), ("CC-Agent-System", a.instance_id),
@@ -1868,7 +2054,7 @@ cdef class Core:
                 i = 0
                 while i < len(q.idx):
                     levels.add((<Tier>q.idx[i]).k0)
-                    i = bisect_left(q.idx, ((<Tier>q.idx[i]).k0 + 1,), i)
+                    i = _tier_probe(q.idx, (<Tier>q.idx[i]).k0 + 1, 0, False, i)
                 thresholds = {(lv * W if q.trm else W) for lv in levels}
                 for e in q.members:
                     m = <Member>e
@@ -1993,11 +2179,12 @@ cdef class Core:
             a.no_answer_count = 0
             self._ja(a, {"uuid": a.uuid, "last_bridge_start": now, "calls_answered": a.calls_answered,
                          "no_answer_count": 0})
-            self._reindex_agent(a)
-        t = a.tiers.get(o.queue)
+            self._reindex_agent(a, W_CALLS)
+        t = self._atier(a, o.queue)
         if t is not None and not a.deleted:
             t.state = TS_ACTIVE
             self._jt(t, {"state": TS_ACTIVE})
+            self._fsync(t)
         a.state = AS_IN_CALL
         self._ja(a, {"state": AS_IN_CALL})
         self._async(a)
@@ -2066,7 +2253,7 @@ cdef class Core:
             cols["last_bridge_end"] = now
             cols["talk_time"] = a.talk_time
             self._ja(a, cols)
-            self._reindex_agent(a)
+            self._reindex_agent(a, W_LBE | W_TALK)
         if not m.deleted and m.instance_id == self.instance_id:
             self._delete_member(m)
         self._ev(S.ACTION_MEMBER_QUEUE_END,
@@ -2146,15 +2333,17 @@ cdef class Core:
         cdef Member m = o.m
         cdef Tier t
         if not a.deleted:
-            for x in a.tiers.values():
+            for x in a.tiers:
                 t = <Tier>x
                 if t.queue == o.queue:
                     if t.state == TS_ACTIVE or t.state == TS_STANDBY or t.state == TS_OFFERING:
                         t.state = tier_result
                         self._jt(t, {"state": tier_result})
+                        self._fsync(t)
                 elif t.state == TS_STANDBY:
                     t.state = TS_READY
                     self._jt(t, {"state": TS_READY})
+                    self._fsync(t)
         state = AS_IDLE if (bridged and _low(o.snap_status) == LOW_ON_DEMAND) else AS_WAITING
         a.state = state
         self._ja(a, {"state": state})
