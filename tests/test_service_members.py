@@ -279,7 +279,7 @@ async def test_max_wait_time_with_no_agent_waits_for_the_time_reached_grace():
     async with open_callcenter(conf(q)) as env:
         await env.watch_events()
         rec = env.spawn(CallerSpec(queue=Q))
-        start = await env.wait_event(S.ACTION_MEMBER_QUEUE_START)
+        await env.wait_event(S.ACTION_MEMBER_QUEUE_START)
         t0 = env.service.clock.time()
         end = await env.wait_event(S.ACTION_MEMBER_QUEUE_END, timeout=3.5)
         waited = env.service.clock.time() - t0

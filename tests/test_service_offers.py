@@ -192,9 +192,8 @@ async def test_each_originate_failure_cause_gives_the_core_result(contact, profi
 
 async def test_max_no_answer_sets_the_queue_agent_no_answer_status():
     q = queue(("agent-no-answer-status", "Logged Out"))
-    profiles = {"busy": AgentProfile("deaf", outcome="NO_ANSWER")}
-    async with open_callcenter(one_agent("sim/agent/deaf", q=q, max_no_answer="1"),
-                               profiles={"deaf": profiles["busy"]}) as env:
+    profiles = {"deaf": AgentProfile("deaf", outcome="NO_ANSWER")}  # fails at once with NO_ANSWER
+    async with open_callcenter(one_agent("sim/agent/deaf", q=q, max_no_answer="1"), profiles=profiles) as env:
         await env.watch_events()
         rec = env.spawn(CallerSpec(queue=Q))
         await env.wait_event(S.ACTION_BRIDGE_AGENT_FAIL, timeout=3)
