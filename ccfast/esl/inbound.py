@@ -13,6 +13,7 @@ Usage::
 
 Contract:
 
+* The client always subscribes to BACKGROUND_JOB (bgapi results only reach subscribers).
 * Replies are matched to commands in FIFO order; ``bgapi`` registers its ``Job-UUID`` waiter
   before the command is written and matches the BACKGROUND_JOB by ``Job-UUID`` (every subscriber
   gets every job, including other clients'); the event is also delivered to ``events``.
@@ -86,8 +87,10 @@ class InboundClient:
         # subscription commands, replayed in order after each reconnect
         self._subs: list[Command] = []
         evs, subs = list(events), list(subclasses)
-        if evs or subs:
-            self._subs.append(Subscribe(format, tuple(evs or ["CUSTOM"]), tuple(subs)))
+        # bgapi results only reach subscribers of BACKGROUND_JOB: always subscribe to it
+        if "ALL" not in evs and "BACKGROUND_JOB" not in evs:
+            evs.insert(0, "BACKGROUND_JOB")
+        self._subs.append(Subscribe(format, tuple(evs), tuple(subs)))
         for h, v in filters:
             self._subs.append(Filter(h, v))
         self._link: _Link | None = None
@@ -189,7 +192,10 @@ class InboundClient:
                     link.lost(self.last_error or "connection closed")
                     self._fail_jobs()
                     await trio.aclose_forcefully(stream)
+                if auth_error is None and link.rude is not None:
+                    auth_error = AuthenticationFailed(f"rejected: {link.rude.body.strip()}")
                 if auth_error is not None:
+                    self.last_error = str(auth_error)
                     self._set_state(CLOSED)
                     self.events.close()
                     raise auth_error
