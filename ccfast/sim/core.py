@@ -67,6 +67,7 @@ class Simulator:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             sw = self.switch
+            sw.started = trio.current_time()
             sw.spawn = nursery.start_soon
             sw.dialer = self._dial
             nursery.start_soon(sw.sched.run)

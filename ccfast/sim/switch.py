@@ -101,7 +101,7 @@ class RunningApp:
         self.app_uuid = app_uuid
         self.event_lock = event_lock
         self.timer = None
-        self.started = trio.current_time()
+        self.started = 0.0   # set by Simulator.serve (trio clock)
 
 
 class _Job:
@@ -160,7 +160,7 @@ class Switch:
         self.dialer: Callable[[Channel, CallerSpec], Any] | None = None
         self.history: dict[str, list[str]] | None = {} if history else None
         self.event_counts: dict[str, int] = {}
-        self.started = trio.current_time()
+        self.started = 0.0   # set by Simulator.serve (trio clock)
         self._ringing: dict[str, tuple[_Job, _LegState]] = {}   # a-leg uuid → its job leg
         self.stats = {"events_built": 0, "originates": 0, "bridges": 0, "callers": 0}
 
