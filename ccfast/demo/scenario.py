@@ -129,7 +129,7 @@ def _tiers(i: int, n: int) -> list[tuple[str, int]]:
         out.append((QUEUES[2].name, 1 + min(2, int((f - 0.60) / 0.08))))
     if f >= 0.84 or i % 12 == 0:
         out.append((QUEUES[3].name, 1))
-    if f >= 0.88 or 0.20 <= f < 0.28:
+    if f >= 0.88 or 0.20 <= f < 0.28 or i == n - 1:
         out.append((QUEUES[4].name, 1))
     return out
 
