@@ -207,7 +207,7 @@ async def test_no_listener_dialplan_goes_on_and_silent_dispatcher_strands_caller
 
         port = await n.start(serve_outbound, silent, "127.0.0.1", 0)
         sim.dial_to = ("127.0.0.1", port)
-        sim.switch.t.first_command_timeout = 0.05
+        sim.switch.t.first_command_timeout = 0.05  # override
         rec2 = sim.spawn_caller(CallerSpec())
         await trio.sleep(0.2)
         assert rec2.stuck and rec2.ended_at is None   # parked in the socket app, in silence

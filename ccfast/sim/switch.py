@@ -65,7 +65,7 @@ class Timings:
     def fast(cls) -> "Timings":
         """Short timings for tests and benchmarks (same ordering, smaller delays)."""
         return cls(tick=0.002, originate_setup=0.001, hangup_propagation=0.002,
-                   playback_default=0.1, first_command_timeout=2.0)
+                   playback_default=0.1, first_command_timeout=10.0)
 
 
 @dataclass
