@@ -1,11 +1,13 @@
 # Two entry points, each sets up (or refreshes) .venv and builds the Cython core first:
-#   make demo   - run the main job
+#   make demo   - run the main job: `ccfast demo` for DEMO_DURATION seconds (default 60), then a summary
 #   make test   - run the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test venv bench clean
+DEMO_DURATION ?= 60
+
+.PHONY: demo demo-example test venv bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +17,11 @@ venv: $(PY)
 	$(PY) -m pip install -q -e '.[test]'
 
 demo: venv
-	$(PY) -m ccfast demo $(DEMO_ARGS)
+	$(PY) -m ccfast demo --duration $(DEMO_DURATION) $(DEMO_ARGS)
+
+# rewrite examples/demo/callcenter.conf.xml from ccfast/demo/scenario.py (tests/test_demo.py keeps them equal)
+demo-example:
+	$(PY) -c 'import sys; from ccfast.demo.scenario import sample_config; sys.stdout.write(sample_config())' > examples/demo/callcenter.conf.xml
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -40,7 +40,21 @@ def _run_serve(args: argparse.Namespace) -> int:
 
     import trio
 
-    return trio.run(serve_until_signal, cfg)
+    from .ctl import leaf_error
+    from .esl.inbound import AuthenticationFailed
+
+    try:
+        return trio.run(serve_until_signal, cfg)
+    except BaseException as raw:  # noqa: BLE001 - known start-up failures get one clear line
+        exc = leaf_error(raw)
+        if isinstance(exc, AuthenticationFailed):
+            print(f"ccfast serve: a FreeSWITCH box refused the connection: {exc} "
+                  f"(check the box password in ccfast's <boxes>)", file=sys.stderr)
+        elif isinstance(exc, OSError):
+            print(f"ccfast serve: {exc} (is another process using the port?)", file=sys.stderr)
+        else:
+            raise
+        return EXIT_FAILED
 
 
 async def serve_until_signal(cfg, *, signals=(signal.SIGTERM, signal.SIGINT), task_status=None) -> int:

@@ -153,8 +153,10 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO |
         if isinstance(exc, AuthenticationFailed):
             print(f"ccfast ctl: {where}: {exc} (check --password / control-password)", file=stderr)
         elif isinstance(exc, ConnectionLost):
-            print(f"ccfast ctl: cannot talk to the control port at {where}: {exc}. "
-                  f"Is `ccfast serve` running there (control-listen)?", file=stderr)
+            hint = "Is `ccfast serve` running there (control-listen)?"
+            if "closed" in str(exc):  # the server hung up right after we connected: usually a refused password
+                hint = "Was the password refused (--password / control-password)?"
+            print(f"ccfast ctl: cannot talk to the control port at {where}: {exc}. {hint}", file=stderr)
         elif isinstance(exc, trio.TooSlowError):
             print(f"ccfast ctl: {where}: no reply within {args.timeout:g} s", file=stderr)
         else:

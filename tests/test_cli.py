@@ -108,8 +108,10 @@ async def test_ctl_prints_the_reply_exactly_and_sets_exit_codes():
         code, out, _ = await run_ctl(port, "break", "no-such-uuid")
         assert (code, out) == (1, "-ERR Session not found for uuid no-such-uuid\n")
 
+        # exit 2 either way; the message is "authentication refused" or, when the server's close wins
+        # the race inside InboundClient's handshake, "connection closed by peer" (reported)
         code, out, err = await run_ctl(port, "queue", "list", password="wrong")
-        assert code == 2 and out == "" and "authentication refused" in err
+        assert code == 2 and out == "" and f"127.0.0.1:{port}" in err and "password" in err
 
 
 async def test_ctl_cannot_connect_exit_2():
@@ -211,3 +213,22 @@ async def test_serve_sigterm_flushes_the_journal_and_exits_0(tmp_path):
         tiers = conn.execute("SELECT queue, agent FROM tiers ORDER BY agent").fetchall()
     assert agents == {A1: S.STATUS_AVAILABLE, A2: S.STATUS_ON_BREAK}
     assert tiers == [(Q, A1), (Q, A2)]
+
+
+async def test_serve_box_refusing_the_password_exits_1_with_a_clear_message(tmp_path):
+    async with trio.open_nursery() as nursery:
+        sim = Simulator(password="right", timings=Timings.fast())
+        sim_port = await nursery.start(sim.serve)
+        path = tmp_path / "callcenter.conf.xml"
+        path.write_text(
+            '<configuration name="callcenter.conf"><ccfast><settings>'
+            f'<param name="outbound-listen" value="127.0.0.1:{_free_port()}"/>'
+            f'<param name="control-listen" value="127.0.0.1:{_free_port()}"/><param name="metrics-listen" value=""/>'
+            f'</settings><boxes><box name="fs1" host="127.0.0.1" port="{sim_port}" password="wrong"/></boxes>'
+            "</ccfast></configuration>")
+        proc = await trio.run_process([sys.executable, "-m", "ccfast", "serve", "--config", str(path)],
+                                      env=_env(), cwd=str(tmp_path), capture_stderr=True, check=False)
+        nursery.cancel_scope.cancel()
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1, stderr
+    assert "refused" in stderr and "password" in stderr and "Traceback" not in stderr

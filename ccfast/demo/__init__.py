@@ -307,6 +307,7 @@ async def run_demo(options: DemoOptions, out: TextIO | None = None, mode: str = 
             traffic.queues = tuple((name, 1.0) for name in running.service.core.queue_names())
         ctx = _Ctx(options, sim, running, traffic)
         if log_tail is not None:
+            log_tail.lines.clear()  # start-up notes about the demo's fresh in-RAM database
             ctx.logs = log_tail.lines
         running.service.event_listeners.append(ctx.tally.on_event)
         ctx.footer = [
