@@ -120,25 +120,32 @@ def _rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def measure_memory(core_cls, w: Workload) -> dict:
-    """Core memory per agent (with its tiers) and per member: tracemalloc and RSS deltas."""
-    gc.collect()
-    tracemalloc.start()
+def _load_steps(core_cls, w: Workload, probe) -> tuple[int, int, int]:
+    """Load agents+tiers, then members, into a fresh core; probe() before/after each step."""
     core = core_cls()
     for q in w.queue_params():
         core.queue_set(q)
     gc.collect()
-    t0, r0 = tracemalloc.get_traced_memory()[0], _rss()
+    m0 = probe()
     core.load_rows("agents", w.agents())
     core.load_rows("tiers", w.tiers())
     gc.collect()
-    t1, r1 = tracemalloc.get_traced_memory()[0], _rss()
+    m1 = probe()
     core.load_rows("members", w.members())
     gc.collect()
-    t2, r2 = tracemalloc.get_traced_memory()[0], _rss()
-    tracemalloc.stop()
+    m2 = probe()
     del core
     gc.collect()
+    return m0, m1, m2
+
+
+def measure_memory(core_cls, w: Workload) -> dict:
+    """Core memory per agent (with its tiers) and per member: RSS deltas (measured first, with
+    tracemalloc off: its own bookkeeping would inflate RSS), then tracemalloc deltas."""
+    r0, r1, r2 = _load_steps(core_cls, w, _rss)
+    tracemalloc.start()
+    t0, t1, t2 = _load_steps(core_cls, w, lambda: tracemalloc.get_traced_memory()[0])
+    tracemalloc.stop()
     return {
         "bytes_per_agent_tracemalloc": round((t1 - t0) / w.n_agents),
         "bytes_per_member_tracemalloc": round((t2 - t1) / w.n_members),

@@ -24,7 +24,9 @@ from hypothesis import strategies as st
 from ccfast import strings as S
 from ccfast.oracle import Oracle
 from ccfast.params import QueueParams
-from tests.strategies_state import DIFFERENTIAL, NOW, RESULTS, State, agent_row, member_row, states, tier_row
+from tests.strategies_state import (
+    DIFFERENTIAL, NOW, RESULTS, State, agent_row, member_row, queue_params, states, tier_row,
+)
 
 from ccfast._core import Core  # noqa: E402  (the module under test; an ImportError is a real failure)
 
@@ -166,20 +168,31 @@ def run(state: State, data: st.DataObject | None, passes: int = 3, core_factory=
     now = state.now
     for _ in range(passes):
         d.dispatch(now)
-        live = [p for p in d.pairs if p.phase != "done"]
-        for pair in live:
-            if data is None:
-                break
+        if data is None:
+            now += 1
+            continue
+        for pair in [p for p in d.pairs if p.phase != "done"]:
             now += data.draw(st.integers(0, 4), label="dt")
             d.apply(pair, data.draw(RESULTS, label="result"), now)
-        now += data.draw(st.integers(0, 12), label="next pass") if data is not None else 1
+        if data.draw(st.integers(0, 5), label="reconfigure?") == 0:
+            # `queue reload` with new params (maybe a new strategy): members and offers are kept
+            old = data.draw(st.sampled_from(state.queues), label="queue")
+            new = data.draw(queue_params(old.name), label="new params")
+            d.log.append(f"queue_set {new.name} {new.strategy}")
+            d.core.queue_set(dataclasses.replace(new))
+            d.oracle.queue_set(dataclasses.replace(new))
+            d.random_queues = {q for q in d.random_queues if q != new.name}
+            if new.strategy.lower() == S.RANDOM:
+                d.random_queues.add(new.name)
+        # small steps, or exactly a ring-progressively delay / tier-rule wait away
+        now += data.draw(st.one_of(st.integers(0, 12), st.sampled_from((1, 3, 10, 15, 30, 60, 90))), label="next pass")
     return d
 
 
 @DIFFERENTIAL
-@given(state=states(max_agents=10, max_members=12), data=st.data())
+@given(state=states(max_agents=12, max_members=16), data=st.data())
 def test_core_matches_oracle(state, data):
-    run(state, data, passes=4)
+    run(state, data, passes=5)
 
 
 # -- minimal cases found by the property test (regular tests) ------------------------------
@@ -212,3 +225,44 @@ def test_core_bug_top_down_pointer_reset_early_by_max_no_answer():
     d.fail(p, S.HANGUP_NO_ANSWER, NOW + 1)  # B: max-no-answer -> On Break
     assert d.dispatch(NOW + 1) == []  # walk past the end: pointer unset, no offer
     assert [(x.queue,) for x in d.dispatch(NOW + 2)] == [("q",)]  # then A again
+
+
+# -- deterministic scenarios, core vs oracle (timing edges that random search rarely hits) ----
+def test_scenario_ring_progressively_delay_edges():
+    for delay in (0, 3):
+        q = QueueParams(name="q", strategy=S.RING_PROGRESSIVELY, ring_progressively_delay=delay)
+        agents = [agent_row(n) for n in "abc"]
+        tiers = [tier_row("q", n, position=i) for i, n in enumerate("abc")]
+        d = Differential(_state([q], agents, tiers, [member_row("q", "m", NOW, serving_agent=S.RING_PROGRESSIVELY)]))
+        step = delay or 10
+        assert len(d.dispatch(NOW)) == 1
+        assert d.dispatch(NOW + step - 1) == []
+        (p,) = d.dispatch(NOW + step)
+        d.fail(p, S.HANGUP_NO_ANSWER, NOW + step + 1)
+        assert len(d.dispatch(NOW + 2 * step)) == 1
+
+
+def test_scenario_round_robin_pointer_ties_and_other_queue():
+    queues = [QueueParams(name="rr", strategy=S.ROUND_ROBIN), QueueParams(name="li")]
+    agents = [agent_row(n, last_offered_call=NOW - 1 if n in "ac" else 0) for n in "abcd"]
+    tiers = [tier_row("rr", n, 1, i + 1) for i, n in enumerate("abcd")] + [tier_row("li", "c")]
+    members = [member_row("rr", f"r{i}", NOW - 10 + i) for i in range(3)] + [member_row("li", "l", NOW)]
+    d = Differential(_state(queues, agents, tiers, members))
+    for t in range(4):
+        for p in d.dispatch(NOW + 2 * t):
+            d.fail(p, S.HANGUP_ORIGINATOR_CANCEL, NOW + 2 * t)
+
+
+def test_scenario_tier_rule_examples():
+    for no_wait in (True, False):
+        for multiply in (True, False):
+            for a_kw in ({}, {"state": S.STATE_IN_A_QUEUE_CALL}, {"status": S.STATUS_ON_BREAK},
+                         {"status": S.STATUS_LOGGED_OUT}):
+                q = QueueParams(name="q", tier_rules_apply=True, tier_rule_wait_second=30,
+                                tier_rule_wait_multiply_level=multiply, tier_rule_no_agent_no_wait=no_wait)
+                agents = [agent_row("a", **a_kw), agent_row("b", state=S.STATE_IN_A_QUEUE_CALL), agent_row("c")]
+                tiers = [tier_row("q", "a", 1), tier_row("q", "b", 2), tier_row("q", "c", 3)]
+                d = Differential(_state([q], agents, tiers, [member_row("q", "m", NOW)]))
+                for t in (0, 29, 30, 59, 60, 89, 90):
+                    if d.dispatch(NOW + t):
+                        break
