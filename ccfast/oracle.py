@@ -18,7 +18,8 @@ Deliberate differences from the C code, shared with the core (docs/core-contract
     the strategy's keys then ``agents.name``; round-robin pointer ties by smallest agent name;
   * ``random()`` is a seeded application function (SQLite's own cannot be seeded);
   * the bugs W6, W7 (and W8, not reachable through this API) are fixed the way the core fixes them
-    (see ``_release_reservation`` and ``offer_answered``).
+    (docs/differences.md; see ``_release_reservation`` and ``offer_answered``);
+  * ``queue_set`` on a loaded queue acts like ``queue reload`` (no-agent timer values restart).
 
 The oracle is also the benchmark baseline ("what mod_callcenter's algorithm costs"), so it is not
 optimised beyond what the module does: plain queries, no extra indexes.
