@@ -74,8 +74,21 @@ async def _replay():
         ctl = InboundClient("127.0.0.1", sim.port, "ClueCon", liveness_interval=None)
         agent = "c7d2ec6d-d378-4aca-b407-89ae8a9c3b7d"
 
+        send_lock = trio.Lock()     # two tasks write on the raw stream
+
+        async def raw_send(data: bytes) -> None:
+            async with send_lock:
+                await stream.send_all(data)
+
+        async def until(s, name):
+            with trio.fail_after(3):
+                while True:
+                    ev = await s.events.get()
+                    out_msgs.append(ev)
+                    if getattr(ev, "name", None) == name:
+                        return
+
         async def handler(s):
-            p = s._link.proto
             cd = await s.connect()
             out_msgs.append(cd)
             await s.myevents()
@@ -83,15 +96,18 @@ async def _replay():
             await s.linger()
             await s.execute("answer", event_lock=True)
             await s.execute("playback", "local_stream://moh", event_lock=True)
-            await trio.sleep(0.02)
+            await until(s, "PLAYBACK_START")
             sent = ("bgapi originate {origination_uuid=%s,cc_queue=support@default,"
                     "origination_caller_id_name='Alice Smith',origination_caller_id_number=5551000,"
                     "ignore_early_media=true,originate_timeout=10}loopback/agent_park_1/cc &park()\n"
                     "Job-UUID: 1689c769-ee9f-46a9-b8d7-75aea8094435\n\n" % agent)
-            await stream.send_all(sent.encode())
-            await trio.sleep(0.03)
-            await stream.send_all(f"api uuid_bridge {s.uuid} {agent}\n\n".encode())
-            await trio.sleep(0.03)
+            await raw_send(sent.encode())
+            with trio.fail_after(3):
+                async for ev in ctl.events:
+                    if ev.get("Job-UUID") == "1689c769-ee9f-46a9-b8d7-75aea8094435":
+                        break
+            await raw_send(f"api uuid_bridge {s.uuid} {agent}\n\n".encode())
+            await until(s, "CHANNEL_BRIDGE")
             await ctl.api("uuid_kill", agent)
             while s.linger_notice is None:
                 ev = await s.events.get()
@@ -109,7 +125,7 @@ async def _replay():
         async with trio.open_nursery() as n:
             n.start_soon(raw.reader)
             await n.start(ctl.run)
-            await stream.send_all(
+            await raw_send(
                 b"auth ClueCon\n\nevent plain BACKGROUND_JOB CHANNEL_CREATE CHANNEL_PROGRESS "
                 b"CHANNEL_ANSWER CHANNEL_BRIDGE CHANNEL_UNBRIDGE CHANNEL_HANGUP "
                 b"CHANNEL_HANGUP_COMPLETE CUSTOM callcenter::info\n\n")
@@ -119,13 +135,13 @@ async def _replay():
             sim.spawn_caller(CallerSpec(queue="support@default",
                                         variables={"cc_member_note": "joined via ext_queue"}))
             await trio.sleep(0.02)
-            await stream.send_all(
+            await raw_send(
                 b"sendevent CUSTOM\nEvent-Subclass: callcenter::info\nCC-Queue: support@default\n"
                 b"CC-Action: member-queue-start\nCC-Member-CID-Name: Alice Smith\n\n")
             with trio.fail_after(5):
                 await done.wait()
             await trio.sleep(0.02)
-            await stream.send_all(b"exit\n\n")
+            await raw_send(b"exit\n\n")
             await trio.sleep(0.02)
             n.cancel_scope.cancel()
     return bytes(raw.buf), out_msgs
