@@ -312,7 +312,7 @@ def print_table(r: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.core", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
-                   help="fewer decision samples, oracle pass on 3,000 members (stated); finishes in < 30 s")
+                   help="fewer decision samples, oracle pass on 2,000 members (stated); finishes in < 30 s")
     p.add_argument("--agents", type=int, default=2000)
     p.add_argument("--queues", type=int, default=100)
     p.add_argument("--members", type=int, default=20000)
@@ -327,8 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         args.decisions = 3000 if args.quick else 20000
     if args.quick and args.oracle_members is None:
         # the oracle needs ~3 ms per member with 2,000 agents: a 20,000-member pass takes about a
-        # minute, so --quick times it on the first 3,000 members of the same workload
-        args.oracle_members = 3000
+        # minute, so --quick times it on the first 2,000 members of the same workload
+        args.oracle_members = 2000
     result = run(args)
     print_table(result)
     args.output.parent.mkdir(parents=True, exist_ok=True)
