@@ -124,8 +124,9 @@ async def test_ctl_cannot_connect_exit_2():
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "serve.py builds Metrics() without a KpiTracker, so `api ccfast_stats` raises MetricsError; "
-    "control.py does not catch it and the exception ends the whole service"))
+    "serve.py builds Metrics() without a KpiTracker, so `api ccfast_stats` raises MetricsError (and an "
+    "unknown queue raises KpiError); control.py's run_api does not catch either and the exception ends "
+    "the whole service"))
 async def test_ctl_stats():
     async with open_callcenter(_xml()) as env:
         port = env.running.control_port
@@ -133,6 +134,10 @@ async def test_ctl_stats():
         assert code == 0 and f"queue {Q}" in out
         code, out, _ = await run_ctl(port, "stats", Q, "--json")
         assert code == 0 and '"queue": "' + Q + '"' in out
+        code, out, _ = await run_ctl(port, "stats", "nosuch@default")  # KpiError: must not end the service
+        assert code == 1 and out.startswith("-ERR")
+        code, out, _ = await run_ctl(port, "queue", "list")
+        assert code == 0
 
 
 # -- ccfast serve as a process -----------------------------------------------------------------

@@ -148,7 +148,9 @@ async def test_demo_in_process_prints_status_lines_and_ends_clean(monkeypatch):
     monkeypatch.setattr(demo, "LINE_INTERVAL_S", 0.5)
     out = io.StringIO()
     summary = await run_demo(DemoOptions(duration=3, drain=2, agents=10, cps=3, seed=7), out, "lines")
-    lines = out.getvalue().splitlines()
+    text = out.getvalue().splitlines()
+    assert text[0].startswith("control: ccfast ctl --port ") and text[1].startswith("metrics: http://127.0.0.1:")
+    lines = text[2:]
     assert len(lines) >= 4 and all(line.startswith("t=") for line in lines)
     assert summary["calls"] > 0 and summary["queued"] == summary["calls"]
     assert summary["stuck_agents"] == 0 and summary["stuck_members"] == 0
@@ -172,3 +174,21 @@ def test_demo_json_run():
     assert s["p50_wait_s"] is not None and s["p99_wait_s"] >= s["p50_wait_s"]
     assert (s["duration_s"], s["cps"], s["agents"], s["seed"]) == (5, 4.0, 50, 1)
     assert set(s["queues"]) == {q.name for q in scenario.QUEUES}
+
+
+async def test_demo_control_port_answers_during_the_run():
+    """The ports shown in the view work: callcenter_config and stats (an unknown queue is an -ERR)."""
+    import trio
+
+    from ccfast.ctl import send
+
+    async with trio.open_nursery() as nursery:
+        ctx = await nursery.start(run_demo, DemoOptions(duration=1.5, drain=1, agents=5, cps=2))
+        port = ctx.running.control_port
+        password = configmod.CCFAST_PARAMS["control-password"][0]
+        assert (await send("127.0.0.1", port, password, "callcenter_config", "queue list")).startswith("name|strategy")
+        stats = await send("127.0.0.1", port, password, "ccfast_stats", scenario.QUEUES[0].name)
+        assert stats.startswith(f"queue {scenario.QUEUES[0].name}")
+        assert (await send("127.0.0.1", port, password, "ccfast_stats", "nosuch@demo")).startswith("-ERR")
+        frame = collect_frame(ctx)
+        assert [q["name"] for q in frame["queues"]] == sorted(q.name for q in scenario.QUEUES)

@@ -36,7 +36,8 @@ from .. import config as configmod
 from .. import dsn as dsnmod
 from .. import strings as S
 from ..ctl import leaf_error
-from ..kpi import KpiTracker
+from ..kpi import KpiError, KpiTracker
+from ..metrics import MetricsError
 from ..logs import setup_logging
 from ..sim import ProfileTable, Simulator, Timings
 from . import scenario, tally as tallymod, view
@@ -135,6 +136,23 @@ def _enable_kpis(running) -> None:
     core = running.service.core
     for name in core.queue_names():
         metrics.kpi.set_queue(core.queue_params(name))
+
+
+def _guard_stats(running) -> None:
+    """``api ccfast_stats <unknown queue>`` raises inside control.py and would end the whole
+    service (reported); in the demo a typo in ``ccfast ctl stats`` answers -ERR instead."""
+    control = running.control
+    if control is None or control.stats is None:
+        return
+    inner = control.stats
+
+    def stats(queue, as_json):
+        try:
+            return inner(queue, as_json)
+        except (KpiError, MetricsError) as exc:
+            return f"-ERR {exc}\n"
+
+    control.stats = stats
 
 
 # -- traffic and end of run -------------------------------------------------------------------
@@ -253,6 +271,8 @@ async def _show(ctx: _Ctx, out: TextIO, mode: str) -> None:
     tty = mode == "tty"
     if tty:
         out.write(view.HIDE_CURSOR + "\x1b[2J")
+    else:
+        out.write("".join(line + "\n" for line in ctx.footer))
     try:
         while True:
             frame = collect_frame(ctx)
@@ -302,6 +322,7 @@ async def run_demo(options: DemoOptions, out: TextIO | None = None, mode: str = 
         running = await nursery.start(serve_run, cfg)
         sim.dial_to = ("127.0.0.1", running.outbound_port)
         _enable_kpis(running)
+        _guard_stats(running)
         traffic = scenario.traffic_for(options.cps, options.duration)
         if options.config is not None:  # the operator's queues, equal shares
             traffic.queues = tuple((name, 1.0) for name in running.service.core.queue_names())
