@@ -161,10 +161,11 @@ def timed_pass(target, now: int) -> tuple[float, list]:
     return time.perf_counter() - t, offers
 
 
-def measure_decisions(core, first_offers: list, now: int, repeats: int) -> dict:
+def measure_decisions(core, first_offers: list, now: int, repeats: int, strategies: dict[str, str]) -> dict:
     """Free one agent at a time (its call ends) and time the dispatch that re-offers it."""
     live = list(first_offers)
     samples: list[int] = []
+    by_kind: dict[str, list[int]] = {}
     results_ns: list[int] = []
     empty = 0
     gc.collect()
@@ -184,7 +185,10 @@ def measure_decisions(core, first_offers: list, now: int, repeats: int) -> dict:
             now += 1  # wrap-up is strict: the agent is offerable the next second
             t0 = time.perf_counter_ns()
             offers = core.dispatch(now)
-            samples.append(time.perf_counter_ns() - t0)
+            dt = time.perf_counter_ns() - t0
+            samples.append(dt)
+            kind = "+".join(sorted(strategies[o.queue] for o in offers)) or "(no offer)"
+            by_kind.setdefault(kind, []).append(dt)
             if not offers:
                 empty += 1
             live.extend(offers)
@@ -201,31 +205,20 @@ def measure_decisions(core, first_offers: list, now: int, repeats: int) -> dict:
         "decision_max_us": round(samples[-1] / 1000, 3),
         "decisions_without_offer": empty,
         "result_apply_p50_us": round(statistics.median(results_ns) / 1000, 3),
+        "decision_p50_us_by_offers": {
+            kind: {"n": len(v), "p50_us": round(statistics.median(v) / 1000, 3)}
+            for kind, v in sorted(by_kind.items(), key=lambda kv: -len(kv[1]))[:12]
+        },
     }
 
 
-def compare_offers(core_offers: list, oracle_offers: list, strategies: dict[str, str]) -> dict:
-    """Same offers in the same order, except which agent a `random` queue picked."""
+def compare_offers(core_offers: list, oracle_offers: list) -> dict:
+    """Same offers in the same order (for `random` queues the oracle was given the core's picks as
+    hints, which it follows only if the pick is an eligible agent of the right level)."""
     def key(o):
-        return (o.member_uuid, o.queue, None if strategies[o.queue] == S.RANDOM else o.agent)
+        return (o.member_uuid, o.queue, o.agent)
     same = [key(o) for o in core_offers] == [key(o) for o in oracle_offers]
     return {"core_offers": len(core_offers), "oracle_offers": len(oracle_offers), "offers_agree": same}
-
-
-def profile_pass(core_cls, w: Workload, now: int) -> str:
-    import cProfile
-    import io
-    import pstats
-
-    core = core_cls()
-    w.load(core)
-    prof = cProfile.Profile()
-    prof.enable()
-    core.dispatch(now)
-    prof.disable()
-    out = io.StringIO()
-    pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(15)
-    return out.getvalue()
 
 
 def run(args) -> dict:
@@ -256,6 +249,8 @@ def run(args) -> dict:
         result["oracle_note"] = (f"oracle pass measured on {args.oracle_members} members (not {args.members}); "
                                  "speedup compares per-member pass cost")
     oracle = Oracle()
+    if ow is w:  # `random` queues: the oracle follows the core's pick when it is a valid one
+        oracle.random_hint = {o.member_uuid: o.agent for o in core_offers if w.strategies[o.queue] == S.RANDOM}
     t = time.perf_counter()
     ow.load(oracle)
     result["oracle_load_s"] = round(time.perf_counter() - t, 4)
@@ -264,12 +259,12 @@ def run(args) -> dict:
     result["oracle_pass_s"] = oracle_pass
     if ow is w:
         result["speedup"] = round(oracle_pass / core_pass, 1)
-        result.update(compare_offers(core_offers, oracle_offers, w.strategies))
+        result.update(compare_offers(core_offers, oracle_offers))
     else:
         result["speedup"] = round((oracle_pass / ow.n_members) / (core_pass / w.n_members), 1)
         result["core_offers"], result["oracle_offers"] = len(core_offers), len(oracle_offers)
 
-    result.update(measure_decisions(core, core_offers, now, args.decisions))
+    result.update(measure_decisions(core, core_offers, now, args.decisions, w.strategies))
     result["targets"] = TARGETS
     result["targets_met"] = {
         "speedup": result["speedup"] >= TARGETS["speedup"],
@@ -278,8 +273,6 @@ def run(args) -> dict:
         "bytes_per_member": result["bytes_per_member"] <= TARGETS["bytes_per_member"],
         "bytes_per_agent": result["bytes_per_agent"] <= TARGETS["bytes_per_agent"],
     }
-    if args.profile:
-        result["profile"] = profile_pass(Core, w, now)
     return result
 
 
@@ -320,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--decisions", type=int, default=None, help="decision samples (default 20000, quick 3000)")
     p.add_argument("--oracle-members", type=int, default=None,
                    help="run the oracle pass on a smaller member count (stated in the output)")
-    p.add_argument("--profile", action="store_true", help="add a cProfile of one core pass to the JSON")
+    p.add_argument("--breakdown", action="store_true",
+                   help="print decision p50 by the strategies of the offers it made (always in the JSON)")
     p.add_argument("--output", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     if args.decisions is None:
@@ -334,8 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.output}")
-    if args.profile:
-        print(result["profile"])
+    if args.breakdown:
+        for kind, v in result["decision_p50_us_by_offers"].items():
+            print(f"  {kind:<60} n={v['n']:<6} p50={v['p50_us']:.2f} us")
     return 0
 
 
