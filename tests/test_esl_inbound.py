@@ -138,7 +138,7 @@ async def test_sendevent_filter_nixevent_noevents():
 async def test_wrong_password_acl_and_userauth():
     async with open_simulator(timings=T, users={"ccfast@default": "pw"}) as sim, trio.open_nursery() as n:
         c = InboundClient("127.0.0.1", sim.port, "wrong", liveness_interval=None)
-        with pytest.raises(AuthenticationFailed, match="-ERR invalid"):
+        with pytest.raises(AuthenticationFailed, match="-ERR invalid"), trio.fail_after(10):
             await c.run()
         assert c.state == "closed"
         u = InboundClient("127.0.0.1", sim.port, "pw", user="ccfast@default", liveness_interval=None)
@@ -146,7 +146,7 @@ async def test_wrong_password_acl_and_userauth():
         assert u.is_up
         sim.acl = ["10.0.0.0/8"]
         r = InboundClient("127.0.0.1", sim.port, "ClueCon", liveness_interval=None)
-        with pytest.raises(AuthenticationFailed, match="rejected"):
+        with pytest.raises(AuthenticationFailed, match="rejected"), trio.fail_after(10):
             await r.run()
         n.cancel_scope.cancel()
 

@@ -116,17 +116,15 @@ class MemberLinkAdapter:
         return await self.session.api(command)
 
     async def next_event(self) -> Mapping[str, str]:
-        while True:
-            message = await self.session.events.get()
-            get = getattr(message, "get", None)
-            if getattr(message, "disposition", None) is not None or get is None:
-                return {"Event-Name": "DISCONNECT_NOTICE"}  # the channel is gone (linger/disconnect)
-            # keep the channel's variables current (cc_exit_keys etc. may change while waiting)
-            for name in ("variable_cc_exit_keys",):
-                value = get(name)
-                if value is not None:
-                    self.data[name] = value
-            return message
+        message = await self.session.events.get()
+        if getattr(message, "disposition", None) is not None or getattr(message, "get", None) is None:
+            return {"Event-Name": "DISCONNECT_NOTICE"}  # the channel is gone (linger/disconnect)
+        # keep the channel's variables current: mod_callcenter reads them live (exit keys,
+        # announcements, caller id, exported variables can change while the caller waits)
+        headers = getattr(message, "headers", None)
+        if headers is not None:
+            self.data.update((k, v) for k, v in headers.items() if k.startswith("variable_"))
+        return message
 
     async def aclose(self) -> None:
         await self.session.aclose()
