@@ -32,6 +32,7 @@ class Dispatcher:
         member_timeout: Callable,
         after_pass: Callable[[], None],
         on_pass_time: Callable[[float], None] | None = None,
+        poll_interval: float | None = None,
     ) -> None:
         self.core = core
         self.clock = clock
@@ -39,6 +40,8 @@ class Dispatcher:
         self._member_timeout = member_timeout
         self._after_pass = after_pass
         self._on_pass_time = on_pass_time
+        # mod_callcenter's cadence for the baseline mode: a pass every poll_interval, pokes ignored
+        self.poll_interval = poll_interval
         self._wake = trio.Event()
         self.passes = 0
         self.last_pass: float = 0.0
@@ -66,6 +69,10 @@ class Dispatcher:
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+        if self.poll_interval is not None:
+            while True:
+                self.run_pass()
+                await trio.sleep(self.poll_interval)
         while True:
             self._wake = trio.Event()
             self.run_pass()
