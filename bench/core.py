@@ -11,7 +11,8 @@ Measured in one run, on the same state:
   * one full dispatch pass, core vs oracle (both start from identical rows; the offers are compared);
   * the latency of one decision when one agent becomes free, on the core: a call ends (offer
     answered, bridged, ended), the next second the agent is free, and ``dispatch(now)`` is timed —
-    that call is the decision (p50/p99 over many repetitions);
+    that call is the decision (p50/p99 over many repetitions; the journal and events are drained
+    between decisions, untimed, as the service does);
   * the core's memory per agent (with its tiers) and per member, as tracemalloc deltas (Python
     allocator: covers Cython objects and PyMem allocations) and as RSS deltas (covers everything,
     page-granular); rows are fed from generators so the input rows are not counted.
@@ -168,6 +169,12 @@ def measure_decisions(core, first_offers: list, now: int, repeats: int, strategi
     by_kind: dict[str, list[int]] = {}
     results_ns: list[int] = []
     empty = 0
+
+    def drain() -> None:
+        core.drain_journal()
+        core.drain_events()
+
+    drain()
     gc.collect()
     gc.disable()  # measure the core, not the collector
     try:
@@ -192,6 +199,7 @@ def measure_decisions(core, first_offers: list, now: int, repeats: int, strategi
             if not offers:
                 empty += 1
             live.extend(offers)
+            drain()  # the service drains the journal and events continuously (untimed here)
             if not live:
                 break
     finally:
