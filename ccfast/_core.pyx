@@ -122,13 +122,19 @@ cdef inline void _aflags(Agent a):
 
 
 cdef inline bint _offerable(Tier t):
-    """Tier state Ready or No Answer (case-insensitive, §4.5 step 4)."""
-    cdef object ts
-    if t.state is not t._c_state:
-        t._c_state = t.state
-        ts = _low(t.state)
-        t.c_offerable = ts == LOW_READY or ts == LOW_NO_ANSWER
-    return t.c_offerable
+    """Tier state Ready or No Answer (case-insensitive, §4.5 step 4). Canonical spellings are
+    interned on the way in, so the usual test is an identity check."""
+    cdef object s = t.state
+    cdef str ts
+    if s is TS_READY or s is TS_NO_ANSWER:
+        return True
+    if s is TS_OFFERING or s is TS_STANDBY or s is TS_ACTIVE:
+        return False
+    ts = _low(s)
+    return ts == LOW_READY or ts == LOW_NO_ANSWER
+
+
+cdef dict _TIER_STATE_OBJ = {v: v for v in S.TIER_STATES}
 
 
 cdef inline int _scode(object strategy):
@@ -163,8 +169,6 @@ cdef class Agent:
     cdef object _c_state, _c_status, _c_inst
     cdef bint c_waiting, c_on_break, c_single_box
     cdef public bint deleted, in_free, c_freeish
-    cdef public object hot_queues
-    cdef public long long hot_pass
 
     def row(self):
         return {
@@ -186,11 +190,9 @@ cdef class Tier:
     key (k0, k1, k2, agent name) it was inserted with (no separate key tuple, to save memory);
     a tuple probe (level,) / (level, position) compares as a prefix of that key."""
     cdef public object queue, agent_name, state
-    cdef public long long level, position
+    cdef public int level, position
     cdef public Agent agent
     cdef public bint key, in_f
-    cdef object _c_state
-    cdef bint c_offerable
     cdef public long long k0, k1, k2
     cdef public Queue kq  # the queue whose index holds this tier
 
@@ -501,7 +503,7 @@ cdef class Core:
         self._rng = (<unsigned long long>seed * 6364136223846793005ULL + 1442695040888963407ULL) or 88172645463325252ULL
         self._queues = {}
         self._agents = {}
-        self._tiers = {}          # queue name -> {agent name: Tier} (every tiers row)
+        self._tiers = {}          # queue name -> [Tier] (every tiers row; a list is smaller than a dict)
         self._orphan_tiers = {}   # agent name -> {queue name: Tier} for tiers without an agent row
         self._members = {}        # uuid -> Member
         self._offers = {}         # offer id -> live Offer
@@ -705,13 +707,14 @@ cdef class Core:
         (ties: smallest name), any status."""
         cdef Tier t
         cdef Agent a
-        cdef dict tiers
+        cdef list tiers
         if not q.rr_valid:
             q.rr_loc = 0
             q.rr_name = None
             tiers = self._tiers.get(q.name)
             if tiers:
-                for t in tiers.values():
+                for x in tiers:
+                    t = <Tier>x
                     a = t.agent
                     if a is None or a.deleted:
                         continue
@@ -723,8 +726,14 @@ cdef class Core:
             q.rr_valid = True
         if q.rr_name is None or q.rr_loc <= 0:
             return None
-        tiers = self._tiers.get(q.name)
-        return tiers.get(q.rr_name) if tiers else None
+        return self._find_tier(q.name, q.rr_name)
+
+    cdef Tier _find_tier(self, object queue, object agent_name):
+        a = self._agents.get(agent_name)
+        if a is not None:
+            return self._atier(<Agent>a, queue)
+        orphans = self._orphan_tiers.get(agent_name)
+        return None if orphans is None else orphans.get(queue)
 
     cdef bint _selectable(self, Member m, Queue q):
         """Selected by the member query (§4.1): Waiting, or ring-marker Trying, on this box."""
@@ -869,7 +878,7 @@ cdef class Core:
         q.fidx = []
         tiers = self._tiers.get(params.name)
         if tiers:
-            for t in tiers.values():
+            for t in tiers:
                 self._tindex(t)
         for m in list(self._members.values()):
             if m.queue == params.name:
@@ -990,16 +999,15 @@ cdef class Core:
         cdef Tier t = Tier()
         t.queue = row.get("queue")
         t.agent_name = row.get("agent")
-        t.state = row.get("state")
+        t.state = _TIER_STATE_OBJ.get(row.get("state"), row.get("state"))
         t.level = int(row.get("level", 1) if row.get("level") is not None else 1)
         t.position = int(row.get("position", 1) if row.get("position") is not None else 1)
         self._add_tier(t)
 
     cdef void _add_tier(self, Tier t):
-        tiers = self._tiers.setdefault(t.queue, {})
-        if t.agent_name in tiers:
+        if self._find_tier(t.queue, t.agent_name) is not None:
             raise ValueError(f"duplicate tier {t.queue!r}/{t.agent_name!r}")
-        tiers[t.agent_name] = t
+        self._tiers.setdefault(t.queue, []).append(t)
         cdef Agent a = self._agents.get(t.agent_name)
         if a is None:
             self._orphan_tiers.setdefault(t.agent_name, {})[t.queue] = t
@@ -1047,10 +1055,10 @@ cdef class Core:
             return [(<Agent>self._agents[n]).row() for n in sorted(self._agents)]
         if table == "tiers":
             out = []
-            for qn in sorted(self._tiers, key=lambda x: (x is not None, x or "")):
-                tiers = self._tiers[qn]
-                for an in sorted(tiers, key=lambda x: (x is not None, x or "")):
-                    out.append((<Tier>tiers[an]).row())
+            for tiers in self._tiers.values():
+                for t in tiers:
+                    out.append((<Tier>t).row())
+            out.sort(key=lambda r: (r["queue"] is not None, r["queue"] or "", r["agent"] is not None, r["agent"] or ""))
             return out
         if table == "members":
             return [(<Member>m).row() for m in sorted(self._members.values(), key=lambda x: (<Member>x).seq)]
@@ -1109,8 +1117,11 @@ cdef class Core:
             t.key = False
             t.kq = None
         tiers = self._tiers.get(t.queue)
-        if tiers is not None and tiers.get(t.agent_name) is t:
-            del tiers[t.agent_name]
+        if tiers is not None:
+            for i in range(len(tiers)):
+                if tiers[i] is t:
+                    del tiers[i]
+                    break
             if not tiers:
                 del self._tiers[t.queue]
         if t.agent is not None:
@@ -1265,8 +1276,7 @@ cdef class Core:
             raise CoreError("Queue not found!")
         if agent not in self._agents:
             raise CoreError("Agent not found!")
-        tiers = self._tiers.get(queue)
-        if tiers is not None and agent in tiers:
+        if self._find_tier(queue, agent) is not None:
             raise CoreError("Tier already exist!")
         cdef Tier t = Tier()
         t.queue = queue
@@ -1279,19 +1289,18 @@ cdef class Core:
 
     def tier_set(self, key, queue, agent, value):
         """`tier set state|level|position` with the module's error mapping (W19 quirks)."""
-        tiers = self._tiers.get(queue)
-        if tiers is None or agent not in tiers:
+        cdef Tier t = self._find_tier(queue, agent)
+        if t is None:
             raise CoreError("Unknown Error!")
         if agent not in self._agents:
             raise CoreError("Agent not found!")
         if queue not in self._queues:
             raise CoreError("Agent not found!")
-        cdef Tier t = tiers[agent]
         cdef str k = _low(key)
         if k == "state":
             if S.canonical(value or "", S.TIER_STATES) is None:
                 raise CoreError("Invalid Tier State!")
-            t.state = value
+            t.state = _TIER_STATE_OBJ.get(value, value)
             self._jt(t, {"state": value})
             self._fsync(t)
         elif k == "level":
@@ -1307,10 +1316,9 @@ cdef class Core:
 
     def tier_del(self, queue, agent):
         """`tier del` (no check)."""
-        tiers = self._tiers.get(queue)
-        if tiers is None or agent not in tiers:
+        cdef Tier t = self._find_tier(queue, agent)
+        if t is None:
             return
-        cdef Tier t = tiers[agent]
         if t.agent is not None:
             self._bookkeep_queues(t.agent, self._last_now)
         self._drop_tier(t)
@@ -1656,8 +1664,6 @@ cdef class Core:
             a = <Agent>x
             if not self._time_ok(a, now):
                 continue
-            a.hot_pass = self._pass_id
-            a.hot_queues = None
             for y in a.tiers:
                 t = <Tier>y
                 q = t.kq
@@ -1672,11 +1678,7 @@ cdef class Core:
                     q.hot = 0
                     if q.members:
                         hot.append(q)
-                q.hot += 1
-                if a.hot_queues is None:
-                    a.hot_queues = [q]
-                else:
-                    a.hot_queues.append(q)
+                q.hot += 1  # undone in _start_offer by the same test
         if not hot:
             return offers
         self._in_pass = True
@@ -1895,10 +1897,11 @@ cdef class Core:
         self._rr_update(a)
         self._reindex_agent(a, W_LOC)
         self._async(a)
-        if a.hot_pass == self._pass_id and a.hot_queues is not None:
-            for x in a.hot_queues:
-                (<Queue>x).hot -= 1
-            a.hot_queues = None
+        for y in a.tiers:  # this agent no longer makes its queues worth walking in this pass
+            other = <Tier>y
+            if (other.kq is not None and other.kq.hot_pass == self._pass_id and _offerable(other)
+                    and not (other.kq.skip_ext and a.external_calls_count > 0)):
+                other.kq.hot -= 1
         self._ev(S.ACTION_AGENT_STATE_CHANGE,
                  [("CC-Agent", a.name), ("CC-Action", None), ("CC-Agent-State", AS_RECEIVING)])
         t.state = TS_OFFERING
