@@ -57,42 +57,61 @@ def _run_serve(args: argparse.Namespace) -> int:
         return EXIT_FAILED
 
 
-async def serve_until_signal(cfg, *, signals=(signal.SIGTERM, signal.SIGINT), task_status=None) -> int:
+class _Started:
+    """A ``task_status`` for awaiting ``serve.run`` directly: keeps the ``Running`` it reports."""
+
+    def __init__(self) -> None:
+        self.running = None
+
+    def started(self, value=None) -> None:
+        self.running = value
+
+
+async def serve_until_signal(cfg, *, signals=(signal.SIGTERM, signal.SIGINT)) -> int:
     """Run ``serve.run(cfg)`` until the first signal, then stop it cleanly (the journal is
-    flushed when the service's nursery is left). A second signal, or a flush that takes longer
-    than ``STOP_GRACE_S``, cancels everything: exit status 1. Returns the exit status."""
+    flushed when the service's nursery is left). A signal that arrives before the service is
+    up (e.g. while it waits for a FreeSWITCH box) cancels the start. A second signal, or a flush
+    that takes longer than ``STOP_GRACE_S``, cancels everything: exit status 1. Returns the exit
+    status."""
     import trio
 
     from . import serve
 
-    outcome = {"code": EXIT_OK}
+    status = _Started()
+    serving = trio.CancelScope()
+    forced = False
+
+    async def watch_signals(receiver) -> None:
+        nonlocal forced
+        stopping = False
+        async for signum in receiver:
+            name = signal.Signals(signum).name
+            if stopping:
+                log.warning("%s received again: stopping now without waiting for the flush", name)
+                forced = True
+                serving.cancel()
+                return
+            stopping = True
+            if status.running is None:
+                log.info("%s received before the service was up: stopping", name)
+                serving.cancel()
+                return
+            log.info("%s received: stopping (flushing the journal)", name)
+            status.running.stop()
+            serving.deadline = trio.current_time() + STOP_GRACE_S
+
     with trio.open_signal_receiver(*signals) as receiver:
+        log.info("ccfast starting (config %s); SIGTERM/SIGINT stop it", cfg.path)
         async with trio.open_nursery() as nursery:
-
-            async def service(task_status=trio.TASK_STATUS_IGNORED) -> None:
-                await serve.run(cfg, task_status=task_status)
-                nursery.cancel_scope.cancel()  # the service is done: stop watching signals
-
-            running = await nursery.start(service)
-            if task_status is not None:
-                task_status.started(running)
-            stopping = False
-            async for signum in receiver:
-                name = signal.Signals(signum).name
-                if not stopping:
-                    stopping = True
-                    log.info("%s received: stopping (flushing the journal)", name)
-                    running.stop()
-                    nursery.cancel_scope.deadline = trio.current_time() + STOP_GRACE_S
-                else:
-                    log.warning("%s received again: stopping now without waiting for the flush", name)
-                    outcome["code"] = EXIT_FAILED
-                    nursery.cancel_scope.cancel()
-        if nursery.cancel_scope.cancelled_caught and trio.current_time() >= nursery.cancel_scope.deadline:
-            log.error("the service did not stop within %.0f s; exiting anyway", STOP_GRACE_S)
-            outcome["code"] = EXIT_FAILED
+            nursery.start_soon(watch_signals, receiver)
+            with serving:
+                await serve.run(cfg, task_status=status)
+            nursery.cancel_scope.cancel()  # the service is done: stop watching signals
+    timed_out = serving.cancelled_caught and status.running is not None and trio.current_time() >= serving.deadline
+    if timed_out and not forced:
+        log.error("the service did not stop within %.0f s; exiting anyway", STOP_GRACE_S)
     log.info("ccfast stopped")
-    return outcome["code"]
+    return EXIT_FAILED if forced or timed_out else EXIT_OK
 
 
 # -- ccfast ctl ------------------------------------------------------------------------------------

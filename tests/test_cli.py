@@ -147,6 +147,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+async def _read_all(stream) -> bytes:
+    data = b""
+    while chunk := await stream.receive_some(1 << 16):
+        data += chunk
+    return data
+
+
 def _env() -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
@@ -205,7 +212,7 @@ async def test_serve_sigterm_flushes_the_journal_and_exits_0(tmp_path):
             proc.send_signal(signal.SIGTERM)
             with trio.fail_after(20):
                 rc = await proc.wait()
-            stderr = (await proc.stderr.receive_some(1 << 20) or b"").decode()
+            stderr = (await _read_all(proc.stderr)).decode()
         finally:
             if proc.returncode is None:
                 proc.kill()
@@ -237,3 +244,33 @@ async def test_serve_box_refusing_the_password_exits_1_with_a_clear_message(tmp_
     stderr = proc.stderr.decode()
     assert proc.returncode == 1, stderr
     assert "refused" in stderr and "password" in stderr and "Traceback" not in stderr
+
+
+async def test_serve_stops_on_sigterm_while_waiting_for_freeswitch(tmp_path):
+    """Nothing answers at the box address: the start waits; SIGTERM still ends it (exit 0)."""
+    path = tmp_path / "callcenter.conf.xml"
+    path.write_text(
+        '<configuration name="callcenter.conf"><ccfast><settings>'
+        f'<param name="outbound-listen" value="127.0.0.1:{_free_port()}"/>'
+        f'<param name="control-listen" value="127.0.0.1:{_free_port()}"/><param name="metrics-listen" value=""/>'
+        f'</settings><boxes><box name="fs1" host="127.0.0.1" port="{_free_port()}"/></boxes>'
+        "</ccfast></configuration>")
+    proc = await trio.lowlevel.open_process([sys.executable, "-m", "ccfast", "serve", "--config", str(path)],
+                                            env=_env(), cwd=str(tmp_path), stderr=subprocess.PIPE)
+    seen = b""
+    try:
+        with trio.fail_after(15):
+            while b"ccfast starting" not in seen:  # logged once the signal handlers are installed
+                seen += await proc.stderr.receive_some(4096)
+        await trio.sleep(0.5)  # now retrying the box connection
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        with trio.fail_after(15):
+            rc = await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    stderr = (seen + await _read_all(proc.stderr)).decode()
+    assert rc == 0, stderr
+    assert "before the service was up" in stderr
