@@ -7,10 +7,8 @@ control on OS-chosen loopback ports, prints ``{"outbound_port", "control_port", 
 once serving, and runs until SIGTERM/SIGINT. On exit it prints a JSON line with the oracle mode's
 counters (passes, mismatches, SQL seconds) when that mode ran.
 
-Until ``ccfast serve`` wires the dispatcher mode itself, ``--dispatcher oracle`` installs it here:
-``serve.new_core`` returns ``oracle_mode.make_dispatch_core(cfg)`` and ``Dispatcher.run`` runs
-``oracle_mode.polling_loop`` when the core has a ``poll_interval`` (the two lines the serve/service
-owners add). Nothing else differs between the modes.
+``--dispatcher`` sets ccfast's ``dispatcher`` setting (``serve`` builds the core with
+``oracle_mode.make_dispatch_core``); nothing else differs between the modes.
 """
 
 from __future__ import annotations
@@ -27,25 +25,6 @@ import trio
 from bench.e2e_sim import raise_nofile
 from ccfast import config as configmod
 from ccfast import oracle_mode, serve
-from ccfast.service import dispatcher as dispatcher_mod
-
-
-def install_dispatcher_mode() -> None:
-    """Make serve honour ``cfg.ccfast.dispatcher`` if it does not yet (idempotent)."""
-    serve.new_core = oracle_mode.make_dispatch_core
-    original = dispatcher_mod.Dispatcher.run
-    if getattr(original, "_oracle_mode", False):
-        return
-
-    async def run(self, task_status=trio.TASK_STATUS_IGNORED):
-        interval = getattr(self.core, "poll_interval", None)
-        if interval:
-            await oracle_mode.polling_loop(self, interval, task_status=task_status)
-        else:
-            await original(self, task_status=task_status)
-
-    run._oracle_mode = True
-    dispatcher_mod.Dispatcher.run = run
 
 
 async def main(args) -> None:
@@ -55,7 +34,6 @@ async def main(args) -> None:
     cfg.ccfast.outbound_listen = configmod.Address("127.0.0.1", 0)
     cfg.ccfast.control_listen = configmod.Address("127.0.0.1", 0)
     cfg.ccfast.metrics_listen = None
-    install_dispatcher_mode()
     async with trio.open_nursery() as nursery:
         running = await nursery.start(serve.run, cfg)
         print(json.dumps({"outbound_port": running.outbound_port, "control_port": running.control_port,

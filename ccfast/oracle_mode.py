@@ -19,11 +19,10 @@ wraps a real :class:`ccfast._core.Core` and forwards every call to it, with thre
   core's offers keeps the rest of the service (offer ids, ``Offer`` fields, results) unchanged;
 * ``next_change(now)`` is ``None`` and ``poll_interval`` is 0.1: the dispatcher must not sleep
   until a computed time nor run on pokes, but pass, then sleep 100 ms, forever (§4.1). A
-  ``Dispatcher`` honours it by running :func:`polling_loop` when ``core.poll_interval`` is set.
+  ``Dispatcher`` honours it (``Dispatcher(poll_interval=…)``): a pass every 100 ms, pokes ignored.
 
-Wiring (two lines, see the module's report): ``serve.new_core`` returns
-``make_dispatch_core(cfg)`` and ``Dispatcher.run`` delegates to ``polling_loop`` when the core has
-a ``poll_interval``.
+``ccfast serve`` builds its core with ``make_dispatch_core(cfg)`` (setting ``dispatcher`` = core |
+oracle), and ``Service`` hands the core's ``poll_interval`` to its ``Dispatcher``.
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ from . import strings as S
 from ._core import Core
 from .oracle import Oracle
 
-__all__ = ["OracleDispatchCore", "make_dispatch_core", "polling_loop", "POLL_INTERVAL"]
+__all__ = ["OracleDispatchCore", "make_dispatch_core", "POLL_INTERVAL"]
 
 log = logging.getLogger("ccfast.oracle_mode")
 
@@ -187,14 +186,3 @@ def make_dispatch_core(cfg) -> Core | OracleDispatchCore:
     if mode != "core":
         raise ValueError(f"unknown dispatcher mode {mode!r}; expected core | oracle")
     return core
-
-
-async def polling_loop(dispatcher, interval: float, task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """mod_callcenter's dispatcher thread: a pass, then sleep ``interval``, forever; pokes ignored.
-
-    ``dispatcher`` is a ``ccfast.service.dispatcher.Dispatcher`` (only ``run_pass`` is used).
-    """
-    task_status.started()
-    while True:
-        dispatcher.run_pass()
-        await trio.sleep(interval)

@@ -25,11 +25,11 @@ import trio_asyncio
 from . import api as apimod
 from . import config as configmod
 from . import strings as S
-from ._core import Core
 from .control import ControlServer
 from .esl.outbound import OutboundSession, serve_outbound
 from .httpd import Health, serve_http
 from .metrics import Metrics, snapshot_from_rows
+from .oracle_mode import make_dispatch_core
 from .service import Clock, Service
 from .service.links import BoxLink, MemberLinkAdapter
 from .store import TABLES, WriterConfig, open_writer, store_from_target
@@ -52,11 +52,12 @@ class Running:
         self.cancel_scope.cancel()
 
 
-def new_core(cfg: configmod.Config) -> Core:
-    return Core(instance_id=cfg.settings.cc_instance_id, reserve_agents=cfg.settings.reserve_agents)
+def new_core(cfg: configmod.Config):
+    """The core, or with ``dispatcher = oracle`` the baseline that pays mod_callcenter's SQL pass."""
+    return make_dispatch_core(cfg)
 
 
-async def load_state(store, cfg: configmod.Config, core: Core, now: int) -> None:
+async def load_state(store, cfg: configmod.Config, core, now: int) -> None:
     """Schema, startup reset, rows → core, then the XML config on top (§1.4, §1.5, §2.6)."""
     await store.connect_with_retry()
     await store.ensure_schema()
@@ -72,7 +73,7 @@ async def load_state(store, cfg: configmod.Config, core: Core, now: int) -> None
     configmod.apply_startup(core, cfg, now)
 
 
-def core_rows(core: Core) -> dict[str, list[dict]]:
+def core_rows(core) -> dict[str, list[dict]]:
     return {table: core.rows(table) for table in TABLES}
 
 
@@ -97,7 +98,7 @@ async def run(cfg: configmod.Config, *, clock: Clock | None = None, task_status=
                 await store.close()
 
 
-async def _serve(cfg, core: Core, clock: Clock, writer, task_status) -> None:
+async def _serve(cfg, core, clock: Clock, writer, task_status) -> None:
     service = Service(core, cfg.settings, clock=clock, config=cfg)
     service.journal_sink = writer.submit
     settings = cfg.ccfast

@@ -3,7 +3,7 @@
 * the wrapped core makes the same offers as a plain core driven by the same calls, the oracle's
   SQL pass really runs and agrees (no mismatch), and the SQLite mirror holds the core's rows;
 * a disagreement is detected, counted and repaired (the check is not vacuous);
-* ``polling_loop`` passes every 100 ms and only then: pokes do not start passes, and offers happen
+* the dispatcher in polling mode passes every 100 ms and only then: pokes do not start passes, and offers happen
   only at ticks;
 * ``make_dispatch_core`` picks the mode from the configuration.
 """
@@ -18,7 +18,7 @@ import trio.testing
 
 from ccfast import strings as S
 from ccfast._core import Core
-from ccfast.oracle_mode import POLL_INTERVAL, OracleDispatchCore, make_dispatch_core, polling_loop
+from ccfast.oracle_mode import POLL_INTERVAL, OracleDispatchCore, make_dispatch_core
 from ccfast.params import QueueParams
 from ccfast.service.clock import Clock
 from ccfast.service.dispatcher import Dispatcher
@@ -135,10 +135,11 @@ async def test_polling_cadence_offers_only_at_ticks(autojump_clock):
         start_offer=lambda o: offered.append((trio.current_time(), o.member_uuid)),
         member_timeout=lambda t: None,
         after_pass=lambda: (passes.append(trio.current_time()), wrapped.drain_journal()),
+        poll_interval=wrapped.poll_interval,
     )
     async with trio.open_nursery() as nursery:
         t0 = trio.current_time()
-        await nursery.start(polling_loop, dispatcher, wrapped.poll_interval)
+        await nursery.start(dispatcher.run)
         await trio.sleep(0.03)
         join(wrapped, 1, clock.now())  # a caller joins between ticks
         wrapped.drain_journal()
@@ -159,9 +160,10 @@ async def test_polling_cadence_without_changes(autojump_clock):
     build(wrapped)
     passes: list[float] = []
     dispatcher = Dispatcher(wrapped, Clock(epoch_at_start=NOW), start_offer=lambda o: None,
-                            member_timeout=lambda t: None, after_pass=lambda: passes.append(trio.current_time()))
+                            member_timeout=lambda t: None, after_pass=lambda: passes.append(trio.current_time()),
+                            poll_interval=POLL_INTERVAL)
     with trio.move_on_after(1.05):
-        await polling_loop(dispatcher, POLL_INTERVAL)
+        await dispatcher.run()
     gaps = {round(b - a, 9) for a, b in zip(passes, passes[1:])}
     assert gaps == {POLL_INTERVAL} and len(passes) == 11
 

@@ -83,3 +83,36 @@ async def test_link_drop_during_a_bridged_call_is_reconciled():
         assert agent["state"] == "Waiting" and agent["calls_answered"] == 1
         assert service.core.rows("members") == []
         nursery.cancel_scope.cancel()
+
+
+async def test_leg_ringing_when_the_link_drops_is_hung_up_after_reconnect():
+    profiles = {"a1": AgentProfile("a1", outcome="no_answer")}
+    async with trio.open_nursery() as nursery:
+        sim = Simulator(timings=Timings.fast(), profiles=profiles)
+        port = await nursery.start(sim.serve)
+        sim.switch.global_vars["core_uuid"] = sim.switch.host.core_uuid
+        xml = two_box_conf(port, port).replace(
+            f'<box name="fs2" host="127.0.0.1" port="{port}" password="ClueCon"/>', ""
+        ).replace(TIERS, TIERS.split("<tier agent=\"2")[0])
+        cfg = configmod.load_config("one.xml", text=xml)
+        cfg.ccfast.outbound_listen = configmod.Address("127.0.0.1", 0)
+        cfg.ccfast.control_listen = None
+        running = await nursery.start(run, cfg)
+        sim.dial_to = ("127.0.0.1", running.outbound_port)
+        sim.spawn_caller(CallerSpec())
+        with trio.fail_after(3):
+            while not sim.switch.legs:
+                await trio.sleep(0.01)
+        leg = next(iter(sim.switch.legs.values()))
+        sim.refuse_connections = True
+        sim.drop_connections(inbound=True)
+        await trio.sleep(0.3)
+        # the lost offer was failed without penalty; the next one waits for the link
+        agent = running.service.core.rows("agents")[0]
+        assert agent["no_answer_count"] == 0 and agent["ready_time"] == 0
+        assert len(sim.switch.legs) == 1, "no originate can be sent while the link is down"
+        sim.refuse_connections = False
+        with trio.fail_after(10):
+            await leg.done.wait()  # the orphaned leg is killed once the link is back
+        assert leg.cause == "ORIGINATOR_CANCEL"
+        nursery.cancel_scope.cancel()

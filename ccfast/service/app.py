@@ -48,6 +48,7 @@ class Service:
             start_offer=self.start_offer,
             member_timeout=self.member_timeout,
             after_pass=self.flush,
+            poll_interval=getattr(core, "poll_interval", None),  # the oracle baseline polls
         )
 
     # -- tasks ------------------------------------------------------------------------------

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("ccfast.offer")
 
 BRIDGE_CONFIRM_TIMEOUT = 3.0  # §5.5 step 8
+LINK_ERROR = "-ERR link"  # what _kill returns when the command could not reach the box
+LOST_LEG_CLEANUP = 300.0  # how long a leg orphaned by a lost link is remembered for cleanup
 ANNOUNCE_TIMEOUT = 60.0
 KILL_RETRY = 0.05  # seconds between uuid_kill attempts on a leg FreeSWITCH has not created yet
 
@@ -74,7 +76,7 @@ class OfferTask:
             return await box.api(f"uuid_kill {leg} {cause}")
         except Exception as exc:
             log.debug("offer %s: uuid_kill failed: %r", self.offer.offer_id, exc)
-            return "-ERR link"
+            return LINK_ERROR
 
     async def _kill_ringing(self, box, leg: str, cause: str) -> None:
         """uuid_kill until it lands or the originate has returned (the channel may not exist
@@ -107,12 +109,25 @@ class OfferTask:
                 await self._standby(member, box)
             else:
                 self._failed(S.HANGUP_USER_NOT_REGISTERED)
-        except BaseException:
+        except BaseException as exc:
             if not self._finished:
+                ringing = self.phase == RINGING and self.leg_uuid is not None
                 # link lost or cancelled: the agent must not stay Receiving / In a queue call
                 with trio.CancelScope(shield=True):
                     self._abort()
+                if ringing and isinstance(exc, Exception):
+                    # the leg may still ring on the box: hang it up once the link is back
+                    svc.spawn(self._kill_after_reconnect, box, self.leg_uuid)
             raise
+
+    async def _kill_after_reconnect(self, box, leg: str) -> None:
+        with trio.move_on_after(LOST_LEG_CLEANUP):
+            while True:
+                await box.wait_up()
+                reply = await self._kill(box, leg, S.HANGUP_ORIGINATOR_CANCEL)
+                if reply != LINK_ERROR:
+                    return  # killed, or the channel is gone already
+                await trio.sleep(KILL_RETRY)
 
     async def _member_pointer_vars(self, member: MemberSession, box) -> None:
         """§5.1 steps 2-3: the member variables mod_callcenter sets when it offers."""
@@ -163,6 +178,11 @@ class OfferTask:
             cid_number=offer.cid_number,
             originate_timeout=svc.settings.agent_originate_timeout,
         )
+        if not box.up:
+            # the box's link is down: hold the offer (the agent stays Receiving) rather than
+            # failing it at once, which would make the dispatcher offer again in a tight loop
+            with trio.move_on_after(svc.settings.agent_originate_timeout):
+                await box.wait_up()
         if self.cancel_cause is not None:
             self._failed(self.cancel_cause)
             return

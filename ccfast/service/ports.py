@@ -24,6 +24,9 @@ class Box(Protocol):
     async def api(self, command: str) -> str:
         """``api <command>``; the response body."""
 
+    async def wait_up(self) -> None:
+        """Until the link is connected and authenticated."""
+
     async def bgapi(self, command: str, job_uuid: str) -> str:
         """``bgapi <command>`` with our Job-UUID; the BACKGROUND_JOB body when it arrives."""
 
