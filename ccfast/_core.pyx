@@ -58,6 +58,8 @@ cdef str LOW_AVAILABLE = S.STATUS_AVAILABLE.lower()
 cdef str LOW_RECEIVING = S.STATE_RECEIVING.lower()
 cdef str LOW_UUID_STANDBY = S.TYPE_UUID_STANDBY.lower()
 cdef tuple CANDIDATE = S.CANDIDATE_STATUSES
+cdef str ACTION_STATE_CHANGE = S.ACTION_AGENT_STATE_CHANGE
+cdef str ACTION_OFFERING = S.ACTION_AGENT_OFFERING
 cdef tuple AGENT_INT_COLS = (
     "max_no_answer", "wrap_up_time", "reject_delay_time", "busy_delay_time", "no_answer_delay_time",
     "last_bridge_start", "last_bridge_end", "last_offered_call", "last_status_change",
@@ -553,6 +555,27 @@ cdef class Core:
             elif value is not None and value != "":
                 headers[name] = str(value)
         self._events.append((action, headers))
+
+    cdef void _state_ev(self, object agent, object state):
+        """agent-state-change (the most frequent event), built without the generic helper."""
+        cdef dict h = {}
+        if agent:
+            h["CC-Agent"] = agent
+        h["CC-Action"] = ACTION_STATE_CHANGE
+        if state:
+            h["CC-Agent-State"] = state
+        self._events.append((ACTION_STATE_CHANGE, h))
+
+    cdef void _offering_ev(self, Queue q, Agent a, Member m):
+        cdef dict h = {}
+        cdef object v
+        for name, v in (("CC-Queue", q.name), ("CC-Action", ACTION_OFFERING), ("CC-Agent", a.name),
+                        ("CC-Agent-Type", a.type), ("CC-Agent-System", a.instance_id), ("CC-Member-UUID", m.uuid),
+                        ("CC-Member-Session-UUID", m.session_uuid), ("CC-Member-CID-Name", m.cid_name),
+                        ("CC-Member-CID-Number", m.cid_number)):
+            if v:
+                h[name] = v if type(v) is str else str(v)
+        self._events.append((ACTION_OFFERING, h))
 
     cdef unsigned long long _rand(self):
         cdef unsigned long long x = self._rng
@@ -1204,8 +1227,7 @@ cdef class Core:
         else:
             self._ja(a, {"state": value})
         self._async(a)
-        self._ev(S.ACTION_AGENT_STATE_CHANGE,
-                 [("CC-Agent", a.name), ("CC-Action", None), ("CC-Agent-State", value)])
+        self._state_ev(a.name, value)
 
     cdef list _set_status(self, Agent a, object value, long long now):
         """The `agent set status` path (also used by max-no-answer, §5.7)."""
@@ -1816,8 +1838,7 @@ cdef class Core:
             a.state = AS_RESERVED
             self._ja(a, {"state": AS_RESERVED})
             self._async(a)
-            self._ev(S.ACTION_AGENT_STATE_CHANGE,
-                     [("CC-Agent", a.name), ("CC-Action", None), ("CC-Agent-State", AS_RESERVED)])
+            self._state_ev(a.name, AS_RESERVED)
             reserved = True
         # step 7: claim the member
         if not self._claim(m, q, a):
@@ -1825,8 +1846,7 @@ cdef class Core:
                 a.state = AS_WAITING
                 self._ja(a, {"state": AS_WAITING})
                 self._async(a)
-                self._ev(S.ACTION_AGENT_STATE_CHANGE,
-                         [("CC-Agent", a.name), ("CC-Action", None), ("CC-Agent-State", AS_WAITING)])
+                self._state_ev(a.name, AS_WAITING)
             return 1
         # step 8: the offer
         offers.append(self._start_offer(m, q, t, now))
@@ -1902,8 +1922,7 @@ cdef class Core:
             if (other.kq is not None and other.kq.hot_pass == self._pass_id and _offerable(other)
                     and not (other.kq.skip_ext and a.external_calls_count > 0)):
                 other.kq.hot -= 1
-        self._ev(S.ACTION_AGENT_STATE_CHANGE,
-                 [("CC-Agent", a.name), ("CC-Action", None), ("CC-Agent-State", AS_RECEIVING)])
+        self._state_ev(a.name, AS_RECEIVING)
         t.state = TS_OFFERING
         self._jt(t, {"state": TS_OFFERING})
         self._fsync(t)
@@ -1913,11 +1932,7 @@ cdef class Core:
                 other.state = TS_STANDBY
                 self._jt(other, {"state": TS_STANDBY})
                 self._fsync(other)
-        self._ev(S.ACTION_AGENT_OFFERING,
-                 [("CC-Queue", q.name), ("CC-Action", None), ("CC-Agent", a.name),
-                  ("CC-Agent-Type", a.type), ("CC-Agent-System", a.instance_id),
-                  ("CC-Member-UUID", m.uuid), ("CC-Member-Session-UUID", m.session_uuid),
-                  ("CC-Member-CID-Name", m.cid_name), ("CC-Member-CID-Number", m.cid_number)])
+        self._offering_ev(q, a, m)
         return o
 
     # =========================================================================================
@@ -2191,8 +2206,7 @@ cdef class Core:
         a.state = AS_IN_CALL
         self._ja(a, {"state": AS_IN_CALL})
         self._async(a)
-        self._ev(S.ACTION_AGENT_STATE_CHANGE,
-                 [("CC-Agent", a.name), ("CC-Action", None), ("CC-Agent-State", AS_IN_CALL)])
+        self._state_ev(a.name, AS_IN_CALL)
         o.phase = P_BRIDGED
 
     def offer_bridge_failed(self, long long offer_id, bint member_gone, long long now):
@@ -2354,8 +2368,7 @@ cdef class Core:
             a.offer = None
         self._async(a)
         if not a.deleted:
-            self._ev(S.ACTION_AGENT_STATE_CHANGE,
-                     [("CC-Agent", a.name), ("CC-Action", None), ("CC-Agent-State", state)])
+            self._state_ev(a.name, state)
         o.phase = P_DONE
         self._offers.pop(o.offer_id, None)
         if o in m.offers:
