@@ -11,7 +11,9 @@ hint (`Oracle.random_hint`): the oracle tries that agent first *within its level
 order and all eligibility checks. If the core's pick was not an eligible agent of the right level,
 the oracle picks someone else (or no one) and the offers differ.
 
-Regular (non-hypothesis) tests at the end pin minimal cases found by this test.
+Examples: the `differential` hypothesis profile (tests/strategies_state.py): 500 in CI,
+50 with HYPOTHESIS_PROFILE=dev, or CCFAST_DIFF_EXAMPLES. Regular (non-hypothesis) tests at the end
+pin minimal cases found by this test and timing edges random search rarely hits.
 """
 
 from __future__ import annotations
@@ -209,8 +211,9 @@ def test_smoke_every_strategy_one_pass():
     run(_state(queues, agents, tiers, members), None, passes=2)
 
 
-def test_core_bug_top_down_pointer_reset_early_by_max_no_answer():
-    """Found by the property test. Top-down member m walked to B (level 1, the last row); B's
+def test_regression_top_down_pointer_reset_early_by_max_no_answer():
+    """Found by the property test in the core's first version (7320ae6, core was wrong; fixed
+    since). Top-down member m walked to B (level 1, the last row); B's
     no-answer reaches max-no-answer, so B goes On Break (still a candidate row). The next pass
     evaluates m with its pointer (1, 0): the query returns no row, so mod_callcenter unsets the
     pointer and makes NO offer in that pass (§4.2 step 10, §4.3); the walk restarts at A one pass
