@@ -164,6 +164,10 @@ class ControlServer:
                 return f"-ERR {command} Command not found!\n"
         except apimod.ApiUnavailable:
             return f"-ERR {command} Command not found!\n"
+        except Exception as exc:
+            # one bad command must never take the control port (or the service) down
+            log.exception("api %s %s failed", command, args)
+            return f"-ERR {exc}\n"
         finally:
             self.after_command()
         return out

@@ -28,6 +28,7 @@ from . import strings as S
 from .control import ControlServer
 from .esl.outbound import OutboundSession, serve_outbound
 from .httpd import Health, serve_http
+from .kpi import KpiTracker
 from .metrics import Metrics, snapshot_from_rows
 from .oracle_mode import make_dispatch_core
 from .service import Clock, Service
@@ -102,7 +103,7 @@ async def _serve(cfg, core, clock: Clock, writer, task_status) -> None:
     service = Service(core, cfg.settings, clock=clock, config=cfg)
     service.journal_sink = writer.submit
     settings = cfg.ccfast
-    metrics = Metrics()
+    metrics = Metrics(kpi=KpiTracker())  # per-queue KPIs for `ccfast ctl stats` and the demo
     for name in core.queue_names():
         metrics.set_queue(core.queue_params(name))
     service.events_sink = metrics.observe_events

@@ -123,10 +123,6 @@ async def test_ctl_cannot_connect_exit_2():
     assert f"127.0.0.1:{port}" in err and "control port" in err
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "serve.py builds Metrics() without a KpiTracker, so `api ccfast_stats` raises MetricsError (and an "
-    "unknown queue raises KpiError); control.py's run_api does not catch either and the exception ends "
-    "the whole service"))
 async def test_ctl_stats():
     async with open_callcenter(_xml()) as env:
         port = env.running.control_port
