@@ -258,6 +258,8 @@ cdef class Queue:
     # params as C values (queue_set)
     cdef public bint tra, trm, trn, skip_ext, resume, tbs, timers
     cdef public long long trw, rp_delay, max_wait, na_n, na_r, discard_after
+    cdef public bint tr_valid   # next_change's cached tier-rule crossing (tr_next, -1 = none)
+    cdef public long long tr_next
     cdef public object no_answer_status  # canonical spelling, as cc_agent_str2status/status2str write it
 
     cdef inline bint ring(self):
@@ -642,6 +644,7 @@ cdef class Core:
 
     cdef inline void _idx_changing(self, Queue q):
         self._bk_pre(q)
+        q.tr_valid = False
         if q.code == K_TD:
             self._td_dirty.add(q)
 
@@ -779,6 +782,7 @@ cdef class Core:
         # dispatch order index
         if sel and not m.in_idx:
             self._bk_pre(q)
+            q.tr_valid = False
             m.mk0 = m.joined_epoch - m.base_score - m.skill_score
             m.mq = q
             _member_insert(q.members, m)
@@ -788,6 +792,7 @@ cdef class Core:
                 self._deferred_members.append((m.mq, m))
             else:
                 self._bk_pre(m.mq)
+                m.mq.tr_valid = False
                 _member_remove(m.mq.members, m)
             m.in_idx = False
             m.mq = None
@@ -884,6 +889,7 @@ cdef class Core:
         q.na_r = params.max_wait_time_with_no_agent_time_reached
         q.discard_after = params.discard_abandoned_after
         q.timers = q.max_wait > 0 or q.na_n > 0
+        q.tr_valid = False
         q.no_answer_status = S.canonical(params.agent_no_answer_status or "", S.AGENT_STATUSES)
         q.calls_answered = 0
         q.calls_abandoned = 0
@@ -956,10 +962,11 @@ cdef class Core:
         return (q.calls_answered, q.calls_abandoned)
 
     def queue_agent_exist(self, name):
-        """(last_agent_exist, last_agent_exist_check) of §4.7 for a loaded queue."""
+        """(last_agent_exist, last_agent_exist_check) of §4.7 as of the latest pass."""
         cdef Queue q = self._queues.get(name)
         if q is None:
             raise CoreError("Queue not found!")
+        self._bk_pre(q)
         return (q.last_agent_exist, q.last_agent_exist_check)
 
     # =========================================================================================
@@ -1727,6 +1734,7 @@ cdef class Core:
             self._in_pass = False
             for qm, key in self._deferred_members:
                 self._bk_pre(<Queue>qm)
+                (<Queue>qm).tr_valid = False
                 _member_remove((<Queue>qm).members, <Member>key)
             self._deferred_members = []
             if self._deferred_agents:
@@ -2067,19 +2075,11 @@ cdef class Core:
         for x in self._queues.values():
             q = <Queue>x
             if q.members and q.tra:
-                W = q.trw
-                levels = set()
-                i = 0
-                while i < len(q.idx):
-                    levels.add((<Tier>q.idx[i]).k0)
-                    i = _tier_probe(q.idx, (<Tier>q.idx[i]).k0 + 1, 0, False, i)
-                thresholds = {(lv * W if q.trm else W) for lv in levels}
-                for e in q.members:
-                    m = <Member>e
-                    for th in thresholds:
-                        t = m.joined_epoch + th
-                        if t > now and (best is None or t < best):
-                            best = t
+                if not q.tr_valid or (q.tr_next != -1 and q.tr_next <= now):
+                    q.tr_next = self._tier_rule_next(q, now)
+                    q.tr_valid = True
+                if q.tr_next != -1 and (best is None or q.tr_next < best):
+                    best = q.tr_next
             if not q.inapp:
                 continue
             mw = q.max_wait
@@ -2109,6 +2109,26 @@ cdef class Core:
                         t = max(t, now + 1)
                         if best is None or t < best:
                             best = t
+        return best
+
+    cdef long long _tier_rule_next(self, Queue q, long long now):
+        """The first second > now at which a member of q has waited a tier-rule threshold of a
+        level present in q (-1: none). Cached by next_change until q's members or levels change."""
+        cdef long long best = -1, t, th
+        cdef Py_ssize_t i = 0
+        cdef Member m
+        levels = set()
+        while i < len(q.idx):
+            levels.add((<Tier>q.idx[i]).k0)
+            i = _tier_probe(q.idx, (<Tier>q.idx[i]).k0 + 1, 0, False, i)
+        thresholds = {(lv * q.trw if q.trm else q.trw) for lv in levels}
+        for e in q.members:
+            m = <Member>e
+            for x in thresholds:
+                th = x
+                t = m.joined_epoch + th
+                if t > now and (best == -1 or t < best):
+                    best = t
         return best
 
     # =========================================================================================

@@ -185,3 +185,27 @@ def test_members_count_counts_waiting_and_trying_rows_of_the_queue():
     counts = [h["CC-Count"] for a, h in core.drain_events() if a == S.ACTION_MEMBERS_COUNT]
     assert counts == ["2"]
     assert core.member_count("q") == 2 and agents_of(core.live_offers()) == ["a"]
+
+
+# -- §4.7 bookkeeping as the passes see it -----------------------------------------------------
+def test_last_agent_exist_follows_the_passes():
+    core = make(["q"], [agent("a", status=S.STATUS_ON_BREAK)], [tier("q", "a")])
+    join(core, "q", "m", B)
+    core.dispatch(B)
+    assert core.queue_agent_exist("q") == (B, B)
+    core.dispatch(B + 5)  # nothing changed in between: accounted lazily
+    assert core.queue_agent_exist("q") == (B + 5, B + 5)
+    core.agent_set("status", "a", S.STATUS_LOGGED_OUT, B + 7)
+    core.dispatch(B + 9)
+    assert core.queue_agent_exist("q") == (B + 7, B + 9)
+
+
+def test_ring_progressively_gated_members_are_not_evaluated():
+    q = QueueParams(name="q", strategy=S.RING_PROGRESSIVELY, ring_progressively_delay=10)
+    core = make([q], [agent("a"), agent("b", status=S.STATUS_ON_BREAK)], [tier("q", "a"), tier("q", "b")])
+    join(core, "q", "m", B)
+    assert agents_of(core.dispatch(B)) == ["a"]
+    core.dispatch(B + 3)  # the only member is held by the gate
+    assert core.queue_agent_exist("q") == (B, B)
+    core.dispatch(B + 10)
+    assert core.queue_agent_exist("q") == (B + 10, B + 10)
