@@ -186,3 +186,30 @@ async def test_events_are_fired_into_freeswitch_for_its_own_subscribers():
             nursery.cancel_scope.cancel()
         await env.quiesce()
         env.check_invariants()
+
+
+def _fixture_cc_headers() -> list[tuple[str, list[str]]]:
+    """(CC-Action, CC-* header names in order) of the 10 events of a real mod_callcenter call."""
+    from pathlib import Path
+
+    from ccfast.esl import ClientProtocol
+
+    root = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "freeswitch-esl"
+    if not root.is_dir():
+        root = Path("/work/shared/fixtures/freeswitch-esl")
+    proto = ClientProtocol()
+    proto.receive_data((root / "esl-capture-plain-callcenter-only.txt").read_bytes())
+    return [(m.get("CC-Action"), [k for k in m.headers.keys() if k.startswith("CC-")]) for m in proto.messages()]
+
+
+async def test_every_event_of_a_call_has_the_header_names_and_order_of_real_mod_callcenter():
+    expected = _fixture_cc_headers()
+    profiles = {"a1": AgentProfile("a1", talk_time=0.1)}
+    async with open_callcenter(conf(QUEUE, AGENT, TIER), profiles=profiles) as env:
+        await env.control.subscribe(["CUSTOM"], [S.EVENT_SUBCLASS])
+        env.sim.spawn_caller(CallerSpec(queue="support@default", cid_name="e2e_caller", cid_number="5551000"))
+        events = await _cc_events(env, len(expected))
+        got = [(e.get("CC-Action"), [k for k in e.headers.keys() if k.startswith("CC-")]) for e in events]
+        assert got == expected
+        await env.quiesce()
+        env.check_invariants()
