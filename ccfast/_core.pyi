@@ -144,8 +144,9 @@ class Core:
                     system_epoch: int, base_score: int, now: int) -> Join:
         """``base_score`` = atoi(cc_base_score); the core adds now - system_epoch for
         time-base-score=system. ``now`` is also the watchdog's t_called."""
-    def member_cancel(self, member_uuid: str, reason: str, now: int) -> list[Cancel]: ...
-    def member_answered_exit(self, member_uuid: str) -> None: ...
+    def member_cancel(self, member_uuid: str, reason: str, now: int) -> list[Cancel]:
+        """No-op (returns []) for a member whose row is already gone."""
+    def member_answered_exit(self, member_uuid: str) -> None: ...  # no-op for an unknown member
 
     # dispatch and time
     def dispatch(self, now: int) -> list[Offer]: ...

@@ -1450,10 +1450,13 @@ cdef class Core:
 
     def member_cancel(self, member_uuid, reason, now):
         """§3.5 cancel path: row Abandoned, ringing legs to cancel (ORIGINATOR_CANCEL),
-        member-queue-end (Cancel), calls_abandoned + 1, members-count."""
+        member-queue-end (Cancel), calls_abandoned + 1, members-count. An unknown member (its row
+        was deleted, e.g. its queue unloaded) is a no-op."""
         self._touch(now)
-        cdef Member m = self._member(member_uuid)
         cdef list out = []
+        if member_uuid not in self._members:
+            return out  # the row is gone already (e.g. its queue was unloaded): nothing to update
+        cdef Member m = self._members[member_uuid]
         session = m.session_uuid
         m.state = MS_ABANDONED
         m.session_uuid = ""

@@ -209,3 +209,14 @@ def test_ring_progressively_gated_members_are_not_evaluated():
     assert core.queue_agent_exist("q") == (B, B)
     core.dispatch(B + 10)
     assert core.queue_agent_exist("q") == (B + 10, B + 10)
+
+
+def test_member_of_an_unloaded_queue_is_deleted_and_its_cancel_is_a_no_op():
+    core = make(["q"])
+    join(core, "q", "m", B)
+    core.queue_remove("q")
+    core.dispatch(B + 1)
+    assert core.rows("members") == []
+    core.drain_events()
+    assert core.member_cancel("m", S.CANCEL_BREAK_OUT, B + 2) == []
+    assert core.drain_events() == []
