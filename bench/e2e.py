@@ -3,6 +3,8 @@
     python -m bench.e2e              # full run, writes bench/results/e2e.json and e2e.png
     python -m bench.e2e --quick      # reduced version of each workload (< 60 s), same keys
     python -m bench.e2e --profile    # adds a py-spy profile of ccfast at one steady rate
+    python -m bench.e2e --step steady:500 [--profile]   # one step, printed, nothing written
+    python -m bench.e2e --step burst:300 | deep:2000
 
 The simulator (``bench.e2e_sim``) and ccfast (``bench.e2e_ccfast``) are separate processes; every
 step starts a fresh pair (clean CPU/RSS figures, fresh ports: no TIME_WAIT reuse across steps).
@@ -316,13 +318,47 @@ def summarize(result: dict) -> tuple[dict, dict]:
     return summary, met
 
 
+def single_step(a) -> int:
+    """``--step kind:n``: one workload for each of ``--modes``, printed as a table row + JSON line."""
+    kind, _, n = a.step.partition(":")
+    n = int(n)
+    for mode in a.modes.split(","):
+        prof = RESULTS / "e2e_profile_step.txt" if a.profile else None
+        if kind == "steady":
+            step = run_step(mode, {"workload": "steady", "cps": n, "duration": a.duration,
+                                   "drain_timeout": 6.0 + 2 * a.duration}, per_queue=100, talk=0.2, profile_to=prof)
+            step["sustained"], step["verdict"] = sustained(mode, step)
+            print(HEADER)
+            print_step(mode, step)
+        elif kind == "burst":
+            step = run_step(mode, {"workload": "burst", "callers": n}, per_queue=max(1, n // QUEUES), talk=10.0,
+                            profile_to=prof)
+        elif kind == "deep":
+            step = run_step(mode, {"workload": "deep", "callers": n, "frees": 10, "fill_cps": 400.0,
+                                   "fill_timeout": 60.0}, per_queue=10, talk=None, status="Logged Out",
+                            profile_to=prof)
+        else:
+            raise SystemExit(f"unknown step kind {kind!r}: steady, burst or deep")
+        keep = {k: v for k, v in step.items() if not isinstance(v, (list, dict)) or k == "ccfast_stats"}
+        print(json.dumps(keep))
+        if prof is not None:
+            for row in top_functions(prof, 30)[:60]:
+                print(row)
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="reduced workloads (< 60 s)")
     p.add_argument("--profile", action="store_true", help="py-spy profile of ccfast at one steady rate")
     p.add_argument("--modes", default="core,oracle")
     p.add_argument("--from-json", action="store_true", help="recompute the summary and plot from e2e.json")
+    p.add_argument("--step", help="run one step only and print it (e2e.json untouched): steady:<cps>, "
+                                  "burst:<callers> or deep:<callers>; --profile writes e2e_profile_step.txt")
+    p.add_argument("--duration", type=float, default=3.0, help="seconds of a --step steady run")
     a = p.parse_args(argv)
+    if a.step:
+        return single_step(a)
     if a.from_json:
         result = json.loads((RESULTS / "e2e.json").read_text())
         summary, met = summarize(result)

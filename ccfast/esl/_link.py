@@ -7,8 +7,9 @@
   called (e.g. to schedule a reconciliation). FreeSWITCH itself drops a listener that falls
   ~500 events behind, so the reader must keep draining the socket whatever consumers do.
 * :class:`_Link` — one TCP connection with FIFO reply matching: the waiter is appended and the
-  command written under one lock, so replies (which FreeSWITCH sends in command order) are
-  matched to commands in order; events are routed separately. When the link drops every pending
+  command's bytes queued in one synchronous step, so replies (which FreeSWITCH sends in command
+  order) are matched to commands in order; queued commands are written together (one syscall per
+  scheduler tick, see the class). Events are routed separately. When the link drops every pending
   waiter fails with :class:`ConnectionLost`.
 """
 
@@ -111,30 +112,65 @@ class EventQueue:
 
 
 class _Waiter:
-    __slots__ = ("event", "result", "error")
+    """The reply slot of one command (or one bgapi job).
 
-    def __init__(self) -> None:
-        self.event = trio.Event()
+    ``wait()`` returns the reply or raises the failure. ``on_reply`` (optional) is called with the
+    reply or the exception instead of anyone waiting: fire-and-forget commands use it to count
+    failures. The trio.Event is only created when somebody actually waits.
+    """
+
+    __slots__ = ("_event", "done", "result", "error", "on_reply")
+
+    def __init__(self, on_reply: Callable[[Any], Any] | None = None) -> None:
+        self._event: trio.Event | None = None
+        self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
+        self.on_reply = on_reply
+
+    def _finish(self) -> None:
+        self.done = True
+        if self._event is not None:
+            self._event.set()
+        if self.on_reply is not None:
+            try:
+                self.on_reply(self.error if self.error is not None else self.result)
+            except Exception:  # a counter callback must never break the reader
+                pass
 
     def set(self, result: Any) -> None:
-        self.result = result
-        self.event.set()
+        if not self.done:
+            self.result = result
+            self._finish()
 
     def fail(self, err: BaseException) -> None:
-        self.error = err
-        self.event.set()
+        if not self.done:
+            self.error = err
+            self._finish()
 
     async def wait(self) -> Any:
-        await self.event.wait()
+        if not self.done:
+            if self._event is None:
+                self._event = trio.Event()
+            await self._event.wait()
         if self.error is not None:
             raise self.error
         return self.result
 
 
+WRITE_TIMEOUT = 10.0  # a peer that has not taken our bytes for this long is dropped
+
+
 class _Link:
-    """One open ESL stream as a client: FIFO replies, job waiters, events to a handler."""
+    """One open ESL stream as a client: FIFO replies, job waiters, events to a handler.
+
+    Writing: every command is *queued* (its bytes and its reply waiter appended in the same
+    synchronous step, so replies stay FIFO-matched) and written by whoever flushes next; all
+    commands queued meanwhile go out in one ``send_all`` (one syscall for a whole scheduler
+    tick's commands). With a :meth:`writer` task running (the inbound link) the writer flushes;
+    without one (outbound sessions) :meth:`send` flushes inline. :meth:`post` queues a command
+    without waiting for its reply (fire-and-forget; the reply is still consumed in order).
+    """
 
     def __init__(self, stream: trio.abc.Stream, on_event: Callable[[Event], None],
                  jobs: dict[str, _Waiter], *, decoder: str = "auto"):
@@ -143,7 +179,6 @@ class _Link:
         self.on_event = on_event
         self.jobs = jobs
         self.pending: collections.deque[_Waiter] = collections.deque()
-        self.lock = trio.Lock()
         self.alive = True
         self.auth_request = trio.Event()
         self.disconnect_notice: DisconnectNotice | None = None
@@ -151,31 +186,92 @@ class _Link:
         self.rude: RudeRejection | None = None
         self.last_rx = trio.current_time()
         self.closed = trio.Event()
+        self._out: list[bytes] = []
+        self._flushing = False
+        self._writer_wake: trio.Event | None = None  # set while a writer task runs
+        self.writes = 0  # send_all calls (each carries one or more commands)
+        self.commands = 0
 
-    async def send(self, command: Command) -> Message:
+    def post(self, command: Command, on_reply: Callable[[Any], Any] | None = None) -> _Waiter:
+        """Queue ``command`` and its reply waiter; returns at once (ConnectionLost when down).
+
+        The bytes leave with the next flush: at once through the writer task when one runs,
+        else with the next :meth:`send`/:meth:`flush` on this link."""
         if not self.alive:
             raise ConnectionLost("not connected")
-        w = _Waiter()
         data = self.proto.send(command)
-        async with self.lock:
-            if not self.alive:
-                raise ConnectionLost("not connected")
-            self.pending.append(w)   # registered before the bytes leave
-            try:
-                await self.stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                self.lost(f"send failed: {exc!r}")
+        w = _Waiter(on_reply)
+        self.pending.append(w)  # registered before the bytes can leave
+        self._out.append(data)
+        self.commands += 1
+        if self._writer_wake is not None:
+            self._writer_wake.set()
+        return w
+
+    async def send(self, command: Command) -> Message:
+        """Queue ``command``, make sure it is written, return its reply."""
+        w = self.post(command)
+        if self._writer_wake is None:
+            await self.flush()
         return await w.wait()
+
+    async def send_many(self, commands: list[Command]) -> list[Message]:
+        """Pipeline: all commands written together (one syscall), then every reply in order.
+
+        FreeSWITCH runs a socket's commands in order, so this is what sending them one by one
+        does, minus the round trips. ConnectionLost if the link drops before the last reply."""
+        waiters = [self.post(c) for c in commands]
+        if self._writer_wake is None:
+            await self.flush()
+        return [await w.wait() for w in waiters]
+
+    async def flush(self) -> None:
+        """Write everything queued, in order. One flusher at a time: a caller that finds a
+        flush running returns at once and its bytes ride along (the flusher loops until the
+        queue is empty). The write is shielded from the caller's cancellation — a command cut
+        in half would corrupt the stream for every later one — and bounded by WRITE_TIMEOUT."""
+        if self._flushing:
+            return
+        self._flushing = True
+        try:
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + WRITE_TIMEOUT) as scope:
+                while self._out and self.alive:
+                    out = self._out
+                    data = out[0] if len(out) == 1 else b"".join(out)
+                    out.clear()
+                    self.writes += 1
+                    await self.stream.send_all(data)
+            if scope.cancelled_caught:
+                self.lost(f"peer took no data for {WRITE_TIMEOUT:.0f} s")
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self.lost(f"send failed: {exc!r}")
+        finally:
+            self._flushing = False
+
+    async def writer(self) -> None:
+        """Flush whenever commands are queued, until the link is lost (run it in the link's
+        nursery): commands posted during one scheduler tick share one write."""
+        self._writer_wake = wake = trio.Event()
+        try:
+            while self.alive:
+                await wake.wait()
+                self._writer_wake = wake = trio.Event()
+                await self.flush()
+        finally:
+            self._writer_wake = None
 
     async def send_raw(self, command: Command) -> None:
         """Write a command that gets no reply of its own (none in ESL today; kept for faults)."""
-        async with self.lock:
-            await self.stream.send_all(self.proto.send(command))
+        self._out.append(self.proto.send(command))
+        await self.flush()
 
     def lost(self, why: str) -> None:
         if not self.alive:
             return
         self.alive = False
+        self._out.clear()
+        if self._writer_wake is not None:
+            self._writer_wake.set()  # let the writer task end
         err = ConnectionLost(why)
         while self.pending:
             self.pending.popleft().fail(err)

@@ -14,6 +14,9 @@ Usage::
 Contract:
 
 * The client always subscribes to BACKGROUND_JOB (bgapi results only reach subscribers).
+* Commands issued in the same scheduler tick are written together by one writer task (one
+  syscall); ``post``/``api_nowait``/``sendevent_nowait`` queue a command without awaiting its
+  reply (the reply is still consumed in order; ``on_reply`` sees it).
 * Replies are matched to commands in FIFO order; ``bgapi`` registers its ``Job-UUID`` waiter
   before the command is written and matches the BACKGROUND_JOB by ``Job-UUID`` (every subscriber
   gets every job, including other clients'); the event is also delivered to ``events``.
@@ -164,6 +167,7 @@ class InboundClient:
                     async with trio.open_nursery() as nursery:
                         self._conn_scope = nursery.cancel_scope
                         nursery.start_soon(self._reader_then_cancel, link, nursery)
+                        nursery.start_soon(link.writer)
                         try:
                             await self._handshake(link)
                         except (ConnectionLost, AuthenticationFailed) as exc:
@@ -323,6 +327,25 @@ class InboundClient:
         """``api`` → the response body (``-ERR …`` bodies are returned, not raised)."""
         r = await self.command(Api(command, args))
         return r.body if isinstance(r, ApiResponse) else r.reply_text
+
+    def post(self, cmd: Command, on_reply: Callable[[Any], Any] | None = None) -> None:
+        """Queue a command without waiting for its reply (fire-and-forget, order kept).
+
+        ``on_reply(reply_or_exception)`` is called when the reply arrives (or the link drops);
+        raises ConnectionLost at once when the link is down."""
+        self._require().post(cmd, on_reply)
+
+    def api_nowait(self, command: str, args: str = "",
+                   on_reply: Callable[[Any], Any] | None = None) -> None:
+        """``api`` whose result nobody waits for (``uuid_setvar`` on a channel that may be gone)."""
+        self.post(Api(command, args), on_reply)
+
+    def sendevent_nowait(self, name: str, headers: Any = (), body: str | bytes | None = None, *,
+                         subclass: str | None = None,
+                         on_reply: Callable[[Any], Any] | None = None) -> None:
+        """``sendevent`` without waiting for the ``+OK <uuid>``."""
+        self.post(SendEvent.custom(subclass, headers, body) if subclass else SendEvent(name, headers, body),
+                  on_reply)
 
     async def bgapi(self, command: str, args: str = "", *, job_uuid: str | None = None,
                     timeout: float | None = None) -> str:

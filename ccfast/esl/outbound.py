@@ -73,6 +73,11 @@ class OutboundSession:
     async def command(self, cmd: Command) -> CommandReply | ApiResponse | ChannelData:
         return await self._link.send(cmd)
 
+    async def send_many(self, cmds: list[Command]) -> list[CommandReply | ApiResponse | ChannelData]:
+        """Pipeline: every command written at once, the replies in order (FreeSWITCH runs a
+        socket's commands in order, so this equals sending them one by one, minus the waits)."""
+        return await self._link.send_many(cmds)
+
     async def _ok(self, cmd: Command) -> str:
         r = await self.command(cmd)
         text = r.reply_text if isinstance(r, CommandReply) else getattr(r, "body", "")

@@ -2,8 +2,9 @@
 
 ``BoxLink`` owns one ``InboundClient``: it subscribes to the channel events the offers need plus
 BACKGROUND_JOB, routes each event to the watchers of its ``Unique-ID``, learns the box's Core-UUID
-(to place callers on their own box), and sends ccfast's events with ``sendevent`` from one task so
-the hot path never waits on the socket.
+(to place callers on their own box), and fires ccfast's events with ``sendevent`` without waiting
+for their replies (the link writes all commands of one scheduler tick together), so the hot path
+never waits on the socket.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Mapping
 import trio
 
 from .. import strings as S
+from ..esl import _commands as C
+from ..esl._events import ApiResponse
 from ..esl.inbound import CommandFailed, ConnectionLost, InboundClient
 from ..esl.outbound import OutboundSession
 from .router import ChannelRouter
@@ -24,7 +27,6 @@ BOX_EVENTS = (
     "BACKGROUND_JOB", "CHANNEL_ANSWER", "CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE", "CHANNEL_HANGUP",
     "CHANNEL_HANGUP_COMPLETE", "CHANNEL_EXECUTE_COMPLETE",
 )
-SENDEVENT_BACKLOG = 10_000
 
 
 class BoxLink:
@@ -37,8 +39,8 @@ class BoxLink:
         self.client = InboundClient(
             host, port, password, events=BOX_EVENTS, on_reconnect=on_reconnect, on_state=on_state,
         )
-        self._events_send, self._events_receive = trio.open_memory_channel[list](SENDEVENT_BACKLOG)
         self.events_dropped = 0
+        self.commands_failed = 0  # fire-and-forget commands whose reply was -ERR or never came
 
     @property
     def up(self) -> bool:
@@ -48,7 +50,6 @@ class BoxLink:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.client.run)
             nursery.start_soon(self._route)
-            nursery.start_soon(self._send_events)
             await self._learn_identity()
             task_status.started(self)
 
@@ -77,19 +78,44 @@ class BoxLink:
     async def bgapi(self, command: str, job_uuid: str) -> str:
         return await self.client.bgapi(command, job_uuid=job_uuid)
 
+    def api_nowait(self, command: str) -> None:
+        """``api <command>`` whose reply nobody awaits (queued in order; failures counted)."""
+        try:
+            self.client.api_nowait(command, on_reply=self._count_failure)
+        except ConnectionLost as exc:
+            self.commands_failed += 1
+            log.debug("box %s: %s not sent: %r", self.name, command.split(" ", 1)[0], exc)
+
+    def _count_failure(self, reply) -> None:
+        if isinstance(reply, BaseException) or getattr(reply, "body", "").startswith("-ERR"):
+            self.commands_failed += 1
+
     def sendevent(self, headers: list[tuple[str, str]]) -> None:
         try:
-            self._events_send.send_nowait(headers)
-        except trio.WouldBlock:
+            self.client.sendevent_nowait("CUSTOM", headers, subclass=S.EVENT_SUBCLASS,
+                                         on_reply=self._count_dropped_event)
+        except ConnectionLost:
             self.events_dropped += 1
 
-    async def _send_events(self) -> None:
-        async for headers in self._events_receive:
-            try:
-                await self.client.sendevent("CUSTOM", headers, subclass=S.EVENT_SUBCLASS)
-            except (ConnectionLost, CommandFailed) as exc:
-                self.events_dropped += 1
-                log.debug("box %s: sendevent failed: %r", self.name, exc)
+    def _count_dropped_event(self, reply) -> None:
+        if isinstance(reply, BaseException) or not getattr(reply, "ok", False):
+            self.events_dropped += 1
+
+
+def _step_command(step: tuple) -> C.Command:
+    kind = step[0]
+    if kind == "resume":
+        return C.Resume()
+    if kind == "linger":
+        return C.Linger(None)
+    if kind == "myevents":
+        return C.MyEvents(None, None)
+    if kind == "execute":
+        _, app, arg, event_lock = step
+        return C.SendMsg.execute(None, app, arg, event_lock=event_lock)
+    if kind == "api":
+        return C.Api(step[1], "")
+    raise ValueError(f"unsupported session step {step!r}")
 
 
 class MemberLinkAdapter:
@@ -111,6 +137,25 @@ class MemberLinkAdapter:
 
     async def execute(self, app: str, arg: str | None = None, *, event_lock: bool = False) -> str:
         return await self.session.execute(app, arg, event_lock=event_lock)
+
+    async def pipeline(self, steps) -> list[str]:
+        """Write several steps at once and return their reply texts in order.
+
+        A step is ``("resume",)``, ``("linger",)``, ``("myevents",)``,
+        ``("execute", app, arg, event_lock)`` or ``("api", command)``. After every reply arrived,
+        the first non-``+OK`` reply of a non-api step raises CommandFailed (api bodies are
+        returned as they are, like ``api()``); the later steps were sent all the same."""
+        replies = await self.session.send_many([_step_command(step) for step in steps])
+        texts: list[str] = []
+        failure: CommandFailed | None = None
+        for step, reply in zip(steps, replies):
+            text = reply.body if isinstance(reply, ApiResponse) else getattr(reply, "reply_text", "")
+            if failure is None and step[0] != "api" and not text.startswith("+OK"):
+                failure = CommandFailed(text)
+            texts.append(text)
+        if failure is not None:
+            raise failure
+        return texts
 
     async def api(self, command: str) -> str:
         return await self.session.api(command)

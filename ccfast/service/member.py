@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from .. import strings as S
+from ..esl.inbound import CommandFailed
 from ..params import atoi
 from .expand import channel_variable, expand
 
@@ -104,10 +105,8 @@ class MemberSession:
             return
         self.queue = queue
         link = self.link
-        await link.command("resume")
-        await link.command("linger")
-        await link.command("myevents")
-        await link.execute("answer", event_lock=True)
+        # §3.2 in one write: FreeSWITCH runs them in order; the join waits for answer's +OK
+        await link.pipeline([("resume",), ("linger",), ("myevents",), ("execute", "answer", None, True)])
 
         now = svc.clock.now()
         self.t_called = now
@@ -128,21 +127,33 @@ class MemberSession:
         svc.changed(member=self)
 
         try:
-            await link.api(
+            moh = self.variable("cc_moh_override") or params.moh_sound
+            self.moh = expand(moh, self.link.data) if moh else None
+            await self._start_waiting(
                 f"uuid_setvar_multi {self.session_uuid} cc_side=member;cc_member_uuid={self.member_uuid};"
                 f"cc_agent_found=;cc_agent_bridged=;cc_queue_joined_epoch={now};cc_queue={queue}"
             )
-            moh = self.variable("cc_moh_override") or params.moh_sound
-            self.moh = expand(moh, self.link.data) if moh else None
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._read_events, nursery.cancel_scope)
                 if params.announce_sound and params.announce_frequency > 0:
                     nursery.start_soon(self._announce, params.announce_sound, params.announce_frequency)
-                await self._play_moh()
                 await self._wait()
                 nursery.cancel_scope.cancel()
         finally:
             await self._exit()
+
+    async def _start_waiting(self, setvars: str) -> None:
+        """The member's variables, then hold music, written together (one round trip).
+
+        A playback that FreeSWITCH refuses leaves the caller waiting in silence (as a failed
+        ``_play_moh`` does); a lost socket raises."""
+        if not self.moh:
+            await self.link.api(setvars)
+            return
+        try:
+            await self.link.pipeline([("api", setvars), ("execute", "playback", self.moh, False)])
+        except CommandFailed as exc:
+            log.debug("member %s: hold music not started: %r", self.session_uuid, exc)
 
     async def _wait(self) -> None:
         while not (self.reason or self.is_bridged or self.gone):
@@ -217,7 +228,9 @@ class MemberSession:
                              f"cc_cancel_reason={reason}")
                     if self.exit_key:
                         vars_ += f";cc_exit_key={self.exit_key}"
-                    await self._quiet_api(f"uuid_setvar_multi {self.session_uuid} {vars_}")
+                    # in order on the box link: uuid_break's reply proves the variables are set
+                    # before the socket closes and the dialplan continues
+                    self.box.api_nowait(f"uuid_setvar_multi {self.session_uuid} {vars_}")
                     await self._quiet_api(f"uuid_break {self.session_uuid} all")
             else:
                 svc.core.member_answered_exit(self.member_uuid)

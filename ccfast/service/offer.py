@@ -133,10 +133,10 @@ class OfferTask:
         """§5.1 steps 2-3: the member variables mod_callcenter sets when it offers."""
         offer, strategy = self.offer, self.offer.strategy.lower()
         if strategy == S.RING_PROGRESSIVELY:
-            await self._quiet(box, f"uuid_setvar {member.session_uuid} cc_last_originated_call "
+            self._quiet(box, f"uuid_setvar {member.session_uuid} cc_last_originated_call "
                                    f"{self.service.clock.now()}")
         elif strategy == S.TOP_DOWN:
-            await self._quiet(box, f"uuid_setvar_multi {member.session_uuid} "
+            self._quiet(box, f"uuid_setvar_multi {member.session_uuid} "
                                    f"cc_last_agent_tier_position={offer.position};"
                                    f"cc_last_agent_tier_level={offer.level}")
 
@@ -227,8 +227,8 @@ class OfferTask:
         exported.pop("cc_export_vars", None)  # the list itself is not copied to a standby channel
         for name in _export_names(member_vars):
             pairs.append((name, exported.get(name, "")))  # absent on the member → unset
-        for name, value in pairs:
-            await box.api(f"uuid_setvar {offer.agent_uuid} {name} {value}".rstrip())
+        for name, value in pairs:  # values may hold ';' and '=': one uuid_setvar each, in order
+            self._quiet(box, f"uuid_setvar {offer.agent_uuid} {name} {value}".rstrip())
         with box.router.watch(offer.agent_uuid) as watch, box.router.watch(member.session_uuid) as member_watch:
             await self._answered(member, box, watch, member_watch)
 
@@ -249,7 +249,7 @@ class OfferTask:
             svc.cancel_offer(cancel.offer_id, S.HANGUP_LOSE_RACE)
         member.agent_answered()
         if callback:
-            await box.api(f"uuid_setvar {leg} cc_member_pre_answer_uuid")  # §5.5 step 1: unset
+            self._quiet(box, f"uuid_setvar {leg} cc_member_pre_answer_uuid")  # §5.5 step 1: unset
         params = svc.core.queue_params(offer.queue)
         if params is not None and params.record_template:
             path = await expand_fully(params.record_template, member.data, box)
@@ -258,7 +258,8 @@ class OfferTask:
         announce = member.variable("cc_outbound_announce")
         if announce:
             await self._play_to_agent(box, watch, announce)
-        await box.api(f"uuid_setvar_multi {member.session_uuid} cc_agent_found=true;cc_agent_uuid={leg}")
+        # queued before uuid_bridge on the same link, so set before the bridge runs
+        self._quiet(box, f"uuid_setvar_multi {member.session_uuid} cc_agent_found=true;cc_agent_uuid={leg}")
 
         outcome = await self._bridge(member, box, watch)
         now = svc.clock.now()
@@ -266,7 +267,7 @@ class OfferTask:
             self.phase = DONE
             svc.core.offer_bridge_failed(offer.offer_id, True, now)
             svc.offer_done(self)
-            await self._quiet(box, f"uuid_setvar {leg} cc_agent_bridged false")
+            self._quiet(box, f"uuid_setvar {leg} cc_agent_bridged false")
             failed_announce = member.variable("cc_bridge_failed_outbound_announce")
             if failed_announce:
                 await self._play_to_agent(box, watch, failed_announce)
@@ -279,14 +280,14 @@ class OfferTask:
             svc.offer_done(self)
             # the member waits again (W8 fix): it is no longer "agent found"
             member.agent_lost()
-            await self._quiet(box, f"uuid_setvar {member.session_uuid} cc_agent_found")
+            self._quiet(box, f"uuid_setvar {member.session_uuid} cc_agent_found")
             return
         self.phase = BRIDGED
         svc.core.offer_bridged(offer.offer_id, now)
         svc.changed()
         member.bridged()
-        await self._quiet(box, f"uuid_setvar {leg} cc_agent_bridged true")
-        await self._quiet(
+        self._quiet(box, f"uuid_setvar {leg} cc_agent_bridged true")
+        self._quiet(
             box,
             f"uuid_setvar_multi {member.session_uuid} cc_agent_bridged=true;cc_agent={offer.agent};"
             f"cc_queue_answered_epoch={now}",
@@ -296,14 +297,13 @@ class OfferTask:
         self.phase = DONE
         svc.core.offer_ended(offer.offer_id, now)
         svc.offer_done(self)
-        await self._quiet(box, f"uuid_setvar {member.session_uuid} cc_queue_terminated_epoch {now}")
+        self._quiet(box, f"uuid_setvar {member.session_uuid} cc_queue_terminated_epoch {now}")
 
-    async def _quiet(self, box, command: str) -> None:
-        """An api command whose failure changes nothing (the channel may be gone by now)."""
-        try:
-            await box.api(command)
-        except Exception as exc:
-            log.debug("offer %s: %s failed: %r", self.offer.offer_id, command.split()[0], exc)
+    @staticmethod
+    def _quiet(box, command: str) -> None:
+        """An api command whose result changes nothing (the channel may be gone by now): queued
+        in order on the box link, nobody waits for its reply (failures are counted there)."""
+        box.api_nowait(command)
 
     async def _bridge(self, member: MemberSession, box, watch) -> str:
         """Bridge member → agent; 'bridged', 'member-gone' or 'agent-gone' (§5.5 steps 8-9)."""

@@ -24,6 +24,10 @@ class Box(Protocol):
     async def api(self, command: str) -> str:
         """``api <command>``; the response body."""
 
+    def api_nowait(self, command: str) -> None:
+        """``api <command>`` queued in order on the link; nobody waits for its reply (a later
+        awaited command's reply proves it ran). Never raises (a down link counts a failure)."""
+
     async def wait_up(self) -> None:
         """Until the link is connected and authenticated."""
 
@@ -43,6 +47,9 @@ class MemberLink(Protocol):
 
     async def execute(self, app: str, arg: str | None = None, *, event_lock: bool = False) -> str:
         """``sendmsg`` ``call-command: execute``; the Reply-Text (the app runs later)."""
+
+    async def pipeline(self, steps) -> list[str]:
+        """Several steps written at once, replies in order (see ``MemberLinkAdapter.pipeline``)."""
 
     async def api(self, command: str) -> str:
         """``api`` over this socket (``async full`` mode)."""
