@@ -34,60 +34,12 @@ from collections.abc import Callable, Iterable
 
 from . import strings as S
 from .params import QueueParams, atoi
+from .store.schema import create_table_sql
 
 __all__ = ["Oracle", "OracleError", "Offer", "Answer", "Cancel", "DDL"]
 
-# §1.1, verbatim column list and order; SQLite VARCHAR -> TEXT affinity, INTEGER -> INTEGER.
-DDL = """
-CREATE TABLE members (
-   queue            VARCHAR(255),
-   instance_id      VARCHAR(255),
-   uuid             VARCHAR(255) NOT NULL DEFAULT '',
-   session_uuid     VARCHAR(255) NOT NULL DEFAULT '',
-   cid_number       VARCHAR(255),
-   cid_name         VARCHAR(255),
-   system_epoch     INTEGER NOT NULL DEFAULT 0,
-   joined_epoch     INTEGER NOT NULL DEFAULT 0,
-   rejoined_epoch   INTEGER NOT NULL DEFAULT 0,
-   bridge_epoch     INTEGER NOT NULL DEFAULT 0,
-   abandoned_epoch  INTEGER NOT NULL DEFAULT 0,
-   base_score       INTEGER NOT NULL DEFAULT 0,
-   skill_score      INTEGER NOT NULL DEFAULT 0,
-   serving_agent    VARCHAR(255),
-   serving_system   VARCHAR(255),
-   state            VARCHAR(255)
-);
-CREATE TABLE agents (
-   name                  VARCHAR(255),
-   instance_id           VARCHAR(255),
-   uuid                  VARCHAR(255),
-   type                  VARCHAR(255),
-   contact               VARCHAR(1024),
-   status                VARCHAR(255),
-   state                 VARCHAR(255),
-   max_no_answer         INTEGER NOT NULL DEFAULT 0,
-   wrap_up_time          INTEGER NOT NULL DEFAULT 0,
-   reject_delay_time     INTEGER NOT NULL DEFAULT 0,
-   busy_delay_time       INTEGER NOT NULL DEFAULT 0,
-   no_answer_delay_time  INTEGER NOT NULL DEFAULT 0,
-   last_bridge_start     INTEGER NOT NULL DEFAULT 0,
-   last_bridge_end       INTEGER NOT NULL DEFAULT 0,
-   last_offered_call     INTEGER NOT NULL DEFAULT 0,
-   last_status_change    INTEGER NOT NULL DEFAULT 0,
-   no_answer_count       INTEGER NOT NULL DEFAULT 0,
-   calls_answered        INTEGER NOT NULL DEFAULT 0,
-   talk_time             INTEGER NOT NULL DEFAULT 0,
-   ready_time            INTEGER NOT NULL DEFAULT 0,
-   external_calls_count  INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE tiers (
-   queue    VARCHAR(255),
-   agent    VARCHAR(255),
-   state    VARCHAR(255),
-   level    INTEGER NOT NULL DEFAULT 1,
-   position INTEGER NOT NULL DEFAULT 1
-);
-"""
+# the three tables exactly as mod_callcenter creates them (§1.1), from the store's one definition
+DDL = ";\n".join(create_table_sql(table) for table in ("members", "agents", "tiers")) + ";"
 
 # Columns read by the candidate query (L2632-2699), in the module's order.
 _CANDIDATE_COLUMNS = (
