@@ -17,6 +17,13 @@ Measured in one run, on the same state:
     allocator: covers Cython objects and PyMem allocations) and as RSS deltas (covers everything,
     page-granular); rows are fed from generators so the input rows are not counted.
 Targets: speedup >= 1000, decision p50 <= 5 us, p99 <= 50 us, <= 1024 bytes per agent and member.
+
+``--idle-pass`` (also part of every run) times what the service does after every state change: a
+pass (``member_timeouts`` + ``discard_abandoned`` + ``dispatch``) and ``next_change``, with nobody
+waiting and 200 / 2,000 free agents (keys ``idle_pass_us_200``, ``idle_pass_us_2000``,
+``next_change_us_2000``: medians, pass + next_change together for the first two), and with 20,000
+waiting and all agents busy when one agent becomes free (``deep_pass_us``: the pass that offers it,
+plus next_change). Target: idle pass + next_change <= 5 us at 2,000 free agents.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from ccfast.params import QueueParams
 RESULTS = Path(__file__).parent / "results" / "core.json"
 NOW = 1_700_000_000
 TARGETS = {"speedup": 1000, "decision_p50_us": 5, "decision_p99_us": 50, "bytes_per_member": 1024,
-           "bytes_per_agent": 1024}
+           "bytes_per_agent": 1024, "idle_pass_us_2000": 5}
 
 
 # -- workload ------------------------------------------------------------------------------
@@ -220,6 +227,92 @@ def measure_decisions(core, first_offers: list, now: int, repeats: int, strategi
     }
 
 
+def _pass(core, now: int) -> list:
+    """What the service runs after every state change (ccfast.service.dispatcher.run_pass)."""
+    core.member_timeouts(now)
+    core.discard_abandoned(now)
+    return core.dispatch(now)
+
+
+def _median_ns(fn, repeats: int) -> float:
+    samples = []
+    for i in range(repeats):
+        t0 = time.perf_counter_ns()
+        fn(i)
+        samples.append(time.perf_counter_ns() - t0)
+    return statistics.median(samples)
+
+
+def measure_idle(repeats: int) -> dict:
+    """Nobody waiting, every agent free (mixed queues, 1-5 tiers each; a tenth of them in a
+    wrap-up that ends later, so next_change has something to report): the cost of one service
+    pass + next_change, as the service pays it ~3.4 times per call. Then the deep queue: 20,000
+    waiting, every agent busy; one call ends and its agent is free the next second."""
+    from ccfast._core import Core
+
+    out: dict = {}
+    for n_free in (200, 2000):
+        w = Workload(n_free, 100, 0, 1.0)
+        core = Core()
+        w.load(core, members=False)
+        for i, name in enumerate(w.agent_names):
+            if i % 10 == 0:  # in wrap-up until a later second
+                core.agent_set("wrap_up_time", name, str(10_000 + i), NOW)
+        core.drain_journal()
+        core.drain_events()
+        now = NOW + 1
+        _pass(core, now)
+        gc.collect()
+        gc.disable()
+        try:
+            both = _median_ns(lambda i: (_pass(core, now + i // 64), core.next_change(now + i // 64)), repeats)
+            nc = _median_ns(lambda i: core.next_change(now + i // 64), repeats)
+            disp = _median_ns(lambda i: core.dispatch(now + i // 64), repeats)
+        finally:
+            gc.enable()
+        out[f"idle_pass_us_{n_free}"] = round(both / 1000, 3)
+        out[f"next_change_us_{n_free}"] = round(nc / 1000, 3)
+        out[f"idle_dispatch_us_{n_free}"] = round(disp / 1000, 3)
+        out[f"idle_next_change_value_ok_{n_free}"] = core.next_change(now) is not None
+
+    # deep queue: all agents busy (in a call), 20,000 waiting; free one agent at a time
+    w = Workload(2000, 100, 20000, 0.05)
+    core = Core()
+    w.load(core)
+    now = NOW + 1
+    live = core.dispatch(now)
+    core.drain_journal()
+    core.drain_events()
+    samples = []
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(min(repeats, 2000)):
+            if not live:
+                break
+            o = live.pop(0)
+            ans = core.offer_answered(o.offer_id, f"leg-{o.offer_id}", now)
+            if ans.won:
+                core.offer_bridged(o.offer_id, now)
+                for c in ans.cancel:
+                    core.offer_failed(c.offer_id, c.cause, now)
+                    live = [x for x in live if x.offer_id != c.offer_id]
+                core.offer_ended(o.offer_id, now)
+            now += 1
+            t0 = time.perf_counter_ns()
+            offers = _pass(core, now)
+            core.next_change(now)
+            samples.append(time.perf_counter_ns() - t0)
+            live.extend(offers)
+            core.drain_journal()
+            core.drain_events()
+    finally:
+        gc.enable()
+    out["deep_pass_us"] = round(statistics.median(samples) / 1000, 3)
+    out["deep_pass_samples"] = len(samples)
+    return out
+
+
 def compare_offers(core_offers: list, oracle_offers: list) -> dict:
     """Same offers in the same order (for `random` queues the oracle was given the core's picks as
     hints, which it follows only if the pick is an eligible agent of the right level)."""
@@ -273,6 +366,9 @@ def run(args) -> dict:
         result["core_offers"], result["oracle_offers"] = len(core_offers), len(oracle_offers)
 
     result.update(measure_decisions(core, core_offers, now, args.decisions, w.strategies))
+    del core, oracle
+    gc.collect()
+    result.update(measure_idle(args.idle_repeats))
     result["targets"] = TARGETS
     result["targets_met"] = {
         "speedup": result["speedup"] >= TARGETS["speedup"],
@@ -280,8 +376,23 @@ def run(args) -> dict:
         "decision_p99_us": result["decision_p99_us"] <= TARGETS["decision_p99_us"],
         "bytes_per_member": result["bytes_per_member"] <= TARGETS["bytes_per_member"],
         "bytes_per_agent": result["bytes_per_agent"] <= TARGETS["bytes_per_agent"],
+        "idle_pass_us_2000": result["idle_pass_us_2000"] <= TARGETS["idle_pass_us_2000"],
     }
     return result
+
+
+IDLE_KEYS = ("idle_pass_us_200", "idle_pass_us_2000", "next_change_us_200", "next_change_us_2000",
+             "idle_dispatch_us_200", "idle_dispatch_us_2000", "deep_pass_us")
+
+
+def print_idle(r: dict) -> None:
+    print(f"idle pass + next_change, 200 free agents   {r['idle_pass_us_200']:.2f} us"
+          f"  (dispatch {r['idle_dispatch_us_200']:.2f}, next_change {r['next_change_us_200']:.2f})")
+    print(f"idle pass + next_change, 2,000 free agents {r['idle_pass_us_2000']:.2f} us"
+          f"  (dispatch {r['idle_dispatch_us_2000']:.2f}, next_change {r['next_change_us_2000']:.2f};"
+          f" target <= {TARGETS['idle_pass_us_2000']})")
+    print(f"deep queue (20,000 waiting), one agent freed: pass + next_change {r['deep_pass_us']:.2f} us"
+          f" over {r['deep_pass_samples']} samples")
 
 
 def print_table(r: dict) -> None:
@@ -306,6 +417,7 @@ def print_table(r: dict) -> None:
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
+    print_idle(r)
     missed = [k for k, ok in r["targets_met"].items() if not ok]
     print("targets:", "all met" if not missed else "MISSED " + ", ".join(missed))
 
@@ -323,8 +435,22 @@ def main(argv: list[str] | None = None) -> int:
                    help="run the oracle pass on a smaller member count (stated in the output)")
     p.add_argument("--breakdown", action="store_true",
                    help="print decision p50 by the strategies of the offers it made (always in the JSON)")
+    p.add_argument("--idle-pass", action="store_true",
+                   help="only the idle/deep pass measurements; merged into the existing JSON")
+    p.add_argument("--idle-repeats", type=int, default=20000)
     p.add_argument("--output", type=Path, default=RESULTS)
     args = p.parse_args(argv)
+    if args.idle_pass:
+        result = json.loads(args.output.read_text()) if args.output.exists() else {}
+        result.update(measure_idle(args.idle_repeats))
+        print_idle(result)
+        if "targets_met" in result:
+            result["targets"] = TARGETS
+            result["targets_met"]["idle_pass_us_2000"] = result["idle_pass_us_2000"] <= TARGETS["idle_pass_us_2000"]
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.output}")
+        return 0
     if args.decisions is None:
         args.decisions = 3000 if args.quick else 20000
     if args.quick and args.oracle_members is None:
