@@ -28,6 +28,9 @@ from libc.string cimport memchr, memcmp, memcpy, memmove
 
 from . import _readers
 from ._events import Event as _Event, split_array as _split_array
+from ._events import (ApiResponse as _ApiResponse, AuthRequest as _AuthRequest,
+                      ChannelData as _ChannelData, CommandReply as _CommandReply,
+                      DisconnectNotice as _DisconnectNotice, Headers as _Headers)
 from .errors import RemoteProtocolError
 
 cdef extern from "Python.h":
@@ -460,6 +463,57 @@ cdef class LazyHeaders:
     def get_array(self, name):
         return _split_array(self.get(name))
 
+    def changed_since(self, base, str prefix):
+        """``[(name, value)]`` of this event's headers named ``prefix…`` whose value differs from
+        ``base``'s first header of that name, or that ``base`` lacks (first occurrence per name).
+
+        Both url-encoded (plain): raw bytes are compared and only differing values are decoded —
+        a channel event re-sends ~100 unchanged variables. Otherwise values are decoded and
+        compared. Lookups in ``base`` resume where the previous one matched (same channel, same
+        header order), so the whole diff is close to one pass over both."""
+        cdef LazyHeaders b
+        cdef Py_ssize_t plen, i, k, j, cursor = 0
+        cdef const char* pfx
+        cdef HEnt* e
+        cdef HEnt* f
+        cdef list out = []
+        cdef set seen = set()
+        cdef bint raw
+        pfx = PyUnicode_AsUTF8AndSize(prefix, &plen)
+        b = base if isinstance(base, LazyHeaders) else None
+        raw = b is not None and b.kind == 0 and self.kind == 0
+        for i in range(self.n):
+            e = &self.ents[i]
+            if e.nl < plen or memcmp(self.base + e.ns, pfx, plen) != 0:
+                continue
+            name = self._name(i)
+            if name in seen:
+                continue  # the first value of a repeated name counts
+            seen.add(name)
+            if b is None:
+                old = base.get(name)
+                value = self._value(i)
+                if old is None or old != value:
+                    out.append((name, value))
+                continue
+            j = -1
+            for k in range(b.n):
+                f = &b.ents[(cursor + k) % b.n]
+                if f.nl == e.nl and memcmp(b.base + f.ns, self.base + e.ns, e.nl) == 0:
+                    j = (cursor + k) % b.n
+                    break
+            if j < 0:
+                out.append((name, self._value(i)))
+                continue
+            cursor = j + 1
+            f = &b.ents[j]
+            if raw and f.vl == e.vl and memcmp(b.base + f.vs, self.base + e.vs, e.vl) == 0:
+                continue
+            value = self._value(i)
+            if raw or b._value(j) != value:
+                out.append((name, value))
+        return out
+
     def pairs(self):
         """Every ``(name, value)`` in wire order, repeated names included."""
         cdef Py_ssize_t i
@@ -858,5 +912,84 @@ cdef class MessageReader:
                 return _fast_json(body)
         if hdr is None:  # an event frame without a body: let the reference raise
             hdr = b"Content-Type: " + (b"text/event-plain" if ct == CT_PLAIN else b"text/event-json")
-        pairs = [_split_line(line) for line in hdr.split(b"\n")]
-        return _decode_frame(pairs, body)
+            pairs = [_split_line(line) for line in hdr.split(b"\n")]
+            return _decode_frame(pairs, body)
+        return _fast_other(hdr, body)
+
+
+cdef list _outer_pairs(bytes hdr):
+    """The outer header block (already validated by the framer: names, ':', UTF-8) as str pairs."""
+    cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(hdr)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(hdr)
+    cdef Py_ssize_t pos = 0, eol, k, vs
+    cdef list out = []
+    while pos <= n:
+        eol = _find(p, pos, n, 0x0A)
+        k = _find(p, pos, eol, 0x3A)
+        vs = k + 1
+        if vs < eol and p[vs] == 0x20:
+            vs += 1
+        if vs > eol:
+            vs = eol
+        out.append((PyUnicode_DecodeASCII(<const char*>p + pos, k - pos, NULL),
+                    PyUnicode_DecodeUTF8(<const char*>p + vs, eol - vs, NULL)))
+        pos = eol + 1
+    return out
+
+
+cdef inline object _new_headers(list pairs):
+    h = _Headers.__new__(_Headers)
+    h._pairs = pairs
+    first = {}
+    for name, value in pairs:
+        if name not in first:
+            first[name] = value
+    h._first = first
+    return h
+
+
+cdef inline str _body_text(object body, str what):
+    cdef const uint8_t* p
+    cdef Py_ssize_t n
+    if body is None:
+        return ""
+    p = <const uint8_t*>PyBytes_AS_STRING(body)
+    n = PyBytes_GET_SIZE(body)
+    if _has_high(p, n) and not _utf8_valid(p, n):
+        raise RemoteProtocolError(f"{what} is not valid UTF-8")
+    return PyUnicode_DecodeUTF8(<const char*>p, n, NULL)
+
+
+cdef object _fast_other(bytes hdr, object body):
+    """Non-event frames (command/reply, api/response, the outbound connect reply, notices).
+
+    Same results as ``_readers.decode_frame``; the connect reply (ChannelData) keeps its ~150
+    url-encoded headers as a :class:`LazyHeaders` index over the raw block, decoded on access."""
+    cdef list pairs = _outer_pairs(hdr)
+    h = _new_headers(pairs)
+    ctype = h._first.get("Content-Type")
+    if ctype == "command/reply":
+        if body is None and "Event-Name" in h._first:
+            ev = _fast_plain(hdr + b"\n\n")
+            cd = _ChannelData.__new__(_ChannelData)
+            cd.headers = ev.headers
+            cd.body = None
+            cd.format = "plain"
+            return cd
+        r = _CommandReply.__new__(_CommandReply)
+        r.reply_text = h._first.get("Reply-Text", "")
+        r.headers = h
+        return r
+    if ctype == "api/response":
+        a = _ApiResponse.__new__(_ApiResponse)
+        a.body = _body_text(body, "api/response body")
+        a.headers = h
+        return a
+    if ctype == "text/disconnect-notice":
+        d = _DisconnectNotice.__new__(_DisconnectNotice)
+        d.headers = h
+        d.body = _body_text(body, "disconnect notice body")
+        return d
+    if ctype == "auth/request":
+        return _AuthRequest()
+    return _decode_frame([(name.encode("ascii"), value.encode("utf-8")) for name, value in pairs], body)

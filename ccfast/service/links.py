@@ -9,8 +9,9 @@ never waits on the socket.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import trio
 
@@ -19,6 +20,7 @@ from ..esl import _commands as C
 from ..esl._events import ApiResponse
 from ..esl.inbound import CommandFailed, ConnectionLost, InboundClient
 from ..esl.outbound import OutboundSession
+from .chanvars import ChannelVars
 from .router import ChannelRouter
 
 log = logging.getLogger("ccfast.links")
@@ -27,6 +29,13 @@ BOX_EVENTS = (
     "BACKGROUND_JOB", "CHANNEL_ANSWER", "CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE", "CHANNEL_HANGUP",
     "CHANNEL_HANGUP_COMPLETE", "CHANNEL_EXECUTE_COMPLETE",
 )
+# FreeSWITCH OR-s filters (integration notes §7.4): only agent legs (tagged cc_side=agent in the
+# originate, or by uuid_setvar on a uuid-standby channel) and job results reach the link. The
+# member channels' events come over their own outbound sockets; decoding them here again was a
+# third of the link's traffic. Channels an offer must follow otherwise get a temporary
+# Unique-ID filter (BoxLink.follow).
+AGENT_SIDE = ("variable_cc_side", "agent")
+BOX_FILTERS = (AGENT_SIDE, ("Event-Name", "BACKGROUND_JOB"))
 
 
 class BoxLink:
@@ -37,7 +46,8 @@ class BoxLink:
         self.router = ChannelRouter()
         self.core_uuid: str | None = None
         self.client = InboundClient(
-            host, port, password, events=BOX_EVENTS, on_reconnect=on_reconnect, on_state=on_state,
+            host, port, password, events=BOX_EVENTS, filters=BOX_FILTERS, on_reconnect=on_reconnect,
+            on_state=on_state,
         )
         self.events_dropped = 0
         self.commands_failed = 0  # fire-and-forget commands whose reply was -ERR or never came
@@ -74,6 +84,16 @@ class BoxLink:
 
     async def api(self, command: str) -> str:
         return await self.client.api(command)
+
+    @contextlib.contextmanager
+    def follow(self, uuid: str) -> Iterator[None]:
+        """While open, this channel's events reach the router although it is no agent leg
+        (a temporary ``filter Unique-ID <uuid>``, queued before any later command)."""
+        self.client.add_filter("Unique-ID", uuid)
+        try:
+            yield
+        finally:
+            self.client.remove_filter("Unique-ID", uuid)
 
     async def bgapi(self, command: str, job_uuid: str) -> str:
         return await self.client.bgapi(command, job_uuid=job_uuid)
@@ -124,7 +144,7 @@ class MemberLinkAdapter:
     def __init__(self, session: OutboundSession) -> None:
         self.session = session
         self.uuid = session.uuid or ""
-        self.data: dict[str, str] = dict(session.channel_data.headers.items()) if session.channel_data else {}
+        self.data = ChannelVars(session.channel_data.headers if session.channel_data else None)
 
     async def command(self, line: str) -> str:
         if line == "resume":
@@ -168,7 +188,7 @@ class MemberLinkAdapter:
         # announcements, caller id, exported variables can change while the caller waits)
         headers = getattr(message, "headers", None)
         if headers is not None:
-            self.data.update((k, v) for k, v in headers.items() if k.startswith("variable_"))
+            self.data.update_from(headers)
         return message
 
     async def aclose(self) -> None:
