@@ -31,6 +31,7 @@ import trio
 from ._commands import (Api, BgApi, Command, Connect, DivertEvents, Exit, Filter, Linger,
                         MyEvents, NoLinger, Resume, SendMsg, Subscribe)
 from ._events import ApiResponse, ChannelData, CommandReply, DisconnectNotice, Event
+from ._throttle import FailureLog
 from ._link import CommandFailed, ConnectionLost, EventQueue, _Link, _Waiter
 
 log = logging.getLogger("ccfast.esl.outbound")
@@ -172,6 +173,7 @@ async def serve_outbound(handler: Callable[[OutboundSession], Awaitable[Any]],
 
     ``task_status.started(port)`` with the bound port (``port=0`` picks one)."""
     listeners = await trio.open_tcp_listeners(port, host=host)
+    failures = FailureLog(log)
     bound = listeners[0].socket.getsockname()[1]
 
     async def one(stream: trio.SocketStream) -> None:
@@ -182,8 +184,8 @@ async def serve_outbound(handler: Callable[[OutboundSession], Awaitable[Any]],
                 await handler(session)
             except ConnectionLost:
                 pass
-            except Exception:
-                log.exception("outbound handler failed for %s", session.peer)
+            except Exception as exc:
+                failures.failed("outbound handler", exc)  # rate-limited: one line per second
             finally:
                 nursery.cancel_scope.cancel()
         await session.aclose()

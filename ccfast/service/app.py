@@ -15,6 +15,7 @@ from typing import Any
 
 import trio
 
+from ..esl._throttle import FailureLog
 from .ccevents import render
 from .clock import Clock
 from .dispatcher import Dispatcher
@@ -43,6 +44,7 @@ class Service:
         self.stats = {"offers_started": 0, "members_joined": 0, "members_left": 0, "events_fired": 0}
         self.on_originate: Callable[[Any], None] | None = None
         self._nursery: trio.Nursery | None = None
+        self.failure_log = FailureLog(log)
         self.dispatcher = Dispatcher(
             core, self.clock,
             start_offer=self.start_offer,
@@ -64,15 +66,20 @@ class Service:
     async def _guarded(self, fn, args) -> None:
         try:
             await fn(*args)
-        except Exception:
+        except Exception as exc:
             self.stats["task_failures"] = self.stats.get("task_failures", 0) + 1
-            log.exception("task %s failed", getattr(fn, "__qualname__", fn))
+            # rate-limited: when a link drops, thousands of tasks fail with the same error at once
+            self.failure_log.failed(f"task {getattr(fn, '__qualname__', fn)}", exc)
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             await nursery.start(self.dispatcher.run)
             task_status.started(self)
+            try:
+                await trio.sleep_forever()
+            finally:
+                self.failure_log.flush()
 
     def stop(self) -> None:
         if self._nursery is not None:
