@@ -48,6 +48,11 @@ async def main(args) -> None:
                          mirror_seconds=round(core.mirror_seconds, 3), last_mismatch=core.last_mismatch)
         else:
             stats["passes"] = running.service.dispatcher.passes
+        for box in running.service.boxes.values():  # inbound link traffic
+            client, link = box.client, box.client._link
+            stats["box_events_received"] = client.events.received
+            stats["box_commands"] = client.commands_sent + (link.commands if link else 0)
+            stats["box_writes"] = client.writes + (link.writes if link else 0)
         print(json.dumps({"stats": stats}), flush=True)
         nursery.cancel_scope.cancel()
 

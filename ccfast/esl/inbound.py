@@ -96,6 +96,8 @@ class InboundClient:
         self._subs.append(Subscribe(format, tuple(evs), tuple(subs)))
         for h, v in filters:
             self._subs.append(Filter(h, v))
+        # temporary filters (add_filter/remove_filter), replayed after the subscriptions
+        self._temp_filters: dict[tuple[str, str], int] = {}
         self._link: _Link | None = None
         self._jobs: dict[str, _Waiter] = {}
         self.state = DOWN
@@ -104,6 +106,8 @@ class InboundClient:
         self._down.set()
         self._closing = False
         self.connects = 0
+        self.writes = 0  # send_all calls of closed links (each carries >= 1 command)
+        self.commands_sent = 0
         self.reconnects = 0
         self.last_error: str | None = None
         self._cancel: trio.CancelScope | None = None
@@ -193,6 +197,8 @@ class InboundClient:
                 finally:
                     self._conn_scope = None
                     self._link = None
+                    self.writes += link.writes
+                    self.commands_sent += link.commands
                     link.lost(self.last_error or "connection closed")
                     self._fail_jobs()
                     await trio.aclose_forcefully(stream)
@@ -251,8 +257,8 @@ class InboundClient:
         if not (isinstance(reply, CommandReply) and reply.ok):
             text = getattr(reply, "reply_text", repr(reply))
             raise AuthenticationFailed(f"authentication refused: {text}")
-        for sub in self._subs:
-            r = await link.send(sub)
+        subs = list(self._subs) + [Filter(h, v) for h, v in self._temp_filters]
+        for sub, r in zip(subs, await link.send_many(subs)):
             if isinstance(r, CommandReply) and not r.ok:
                 log.warning("re-subscribe %r refused: %s", sub, r.reply_text)
 
@@ -383,6 +389,32 @@ class InboundClient:
         cmd = Filter(header, value)
         self._subs.append(cmd)
         return await self._ok(cmd)
+
+    def add_filter(self, header: str, value: str) -> None:
+        """A temporary ``filter`` (queued, not awaited; counted per (header, value), replayed
+        after a reconnect until :meth:`remove_filter` takes it back)."""
+        key = (header, value)
+        count = self._temp_filters.get(key, 0)
+        self._temp_filters[key] = count + 1
+        if count == 0 and self.is_up:
+            try:
+                self.post(Filter(header, value))
+            except ConnectionLost:
+                pass  # replayed by the next handshake
+
+    def remove_filter(self, header: str, value: str) -> None:
+        """Undo one :meth:`add_filter`; the filter is deleted when its last user is gone."""
+        key = (header, value)
+        count = self._temp_filters.get(key, 0)
+        if count <= 1:
+            self._temp_filters.pop(key, None)
+            if count == 1 and self.is_up:
+                try:
+                    self.post(FilterDelete(header, value))
+                except ConnectionLost:
+                    pass  # a new connection starts without it
+        else:
+            self._temp_filters[key] = count - 1
 
     async def filter_delete(self, header: str | None = None, value: str | None = None) -> str:
         cmd = FilterDelete(header, value)

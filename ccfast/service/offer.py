@@ -229,7 +229,8 @@ class OfferTask:
             pairs.append((name, exported.get(name, "")))  # absent on the member → unset
         for name, value in pairs:  # values may hold ';' and '=': one uuid_setvar each, in order
             self._quiet(box, f"uuid_setvar {offer.agent_uuid} {name} {value}".rstrip())
-        with box.router.watch(offer.agent_uuid) as watch, box.router.watch(member.session_uuid) as member_watch:
+        with box.follow(member.session_uuid), box.router.watch(offer.agent_uuid) as watch, \
+                box.router.watch(member.session_uuid) as member_watch:
             await self._answered(member, box, watch, member_watch)
 
     async def _answered(self, member: MemberSession, box, watch, member_watch=None) -> None:

@@ -9,7 +9,7 @@ member and offer logic read like the reference's step lists.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import ContextManager, Protocol
 
 from .router import ChannelRouter
 
@@ -23,6 +23,10 @@ class Box(Protocol):
 
     async def api(self, command: str) -> str:
         """``api <command>``; the response body."""
+
+    def follow(self, uuid: str) -> ContextManager[None]:
+        """While open, events of this (non-agent) channel reach ``router`` (the link filters
+        events to agent legs and job results)."""
 
     def api_nowait(self, command: str) -> None:
         """``api <command>`` queued in order on the link; nobody waits for its reply (a later
