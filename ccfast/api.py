@@ -254,7 +254,12 @@ def callcenter_config(state: ApiState, args: str | None, now: int) -> str:
     handler = _SECTIONS.get(section)
     if handler is None:
         return ""
-    return handler(state, action, rest, now)
+    try:
+        return handler(state, action, rest, now)
+    except Exception as exc:
+        if _is_core_error(exc):  # the core's own message is the module's error text
+            return _err(exc)
+        raise
 
 
 def _arg(rest: list[str], index: int) -> str | None:
@@ -269,12 +274,7 @@ def _agent(state: ApiState, action: str, rest: list[str], now: int) -> str:
             return ERR_INVALID
         if S.canonical(rest[1], S.AGENT_TYPES) is None:
             return "-ERR Agent type invalid!\n"  # cc_agent_add checks the type before existence
-        try:
-            core.agent_add(rest[0], rest[1], now)
-        except Exception as exc:
-            if _is_core_error(exc):
-                return _err(exc)
-            raise
+        core.agent_add(rest[0], rest[1], now)
         return OK
     if action == "del":
         if n < 1:
@@ -292,23 +292,13 @@ def _agent(state: ApiState, action: str, rest: list[str], now: int) -> str:
     if action == "set":
         if n < 3:
             return ERR_INVALID
-        try:
-            cancels = core.agent_set(rest[0], rest[1], rest[2], now)
-        except Exception as exc:
-            if _is_core_error(exc):
-                return _err(exc)
-            raise
+        cancels = core.agent_set(rest[0], rest[1], rest[2], now)
         state.cancels.extend(cancels or [])
         return OK
     if action == "get":
         if n < 2:
             return ERR_INVALID
-        try:
-            value = core.agent_get(rest[0], rest[1])
-        except Exception as exc:
-            if _is_core_error(exc):
-                return _err(exc)
-            raise
+        value = core.agent_get(rest[0], rest[1])
         raw = cell(value).encode("utf-8")[:AGENT_GET_MAX]
         return raw.decode("utf-8", "ignore")
     if action == "list":
@@ -331,12 +321,7 @@ def _tier(state: ApiState, action: str, rest: list[str], now: int) -> str:
         level = atoi(rest[2]) if n > 2 and rest[2] else 1
         position = atoi(rest[3]) if n > 3 and rest[3] else 1
         configmod.resolve_queue(core, state.config, queue)  # get_queue() loads it lazily
-        try:
-            core.tier_add(queue, agent, level, position)
-        except Exception as exc:
-            if _is_core_error(exc):
-                return _err(exc)
-            raise
+        core.tier_add(queue, agent, level, position)
         return OK
     if action == "set":
         if n < 4:
@@ -348,12 +333,7 @@ def _tier(state: ApiState, action: str, rest: list[str], now: int) -> str:
             agent_exists = any(a["name"] == agent for a in core.rows("agents"))
             if tier_exists and agent_exists:
                 configmod.resolve_queue(core, state.config, queue)
-        try:
-            core.tier_set(key, queue, agent, value)
-        except Exception as exc:
-            if _is_core_error(exc):
-                return _err(exc)
-            raise
+        core.tier_set(key, queue, agent, value)
         return OK
     if action == "del":
         if n < 2:
