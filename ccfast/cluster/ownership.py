@@ -21,9 +21,10 @@ Contract
 * ``on_gained(queue, generation)`` / ``on_lost(queue, generation, reason)`` are plain callables run in
   the trio task that noticed; they must not block.
 
-Balance: a node takes at most ``ceil(wanted / live nodes)`` queues while their owners are alive;
-queues with no live owner are taken by anyone. Live owners are never asked to give queues away
-(no rebalancing): a node joining later takes only queues that become free.
+Balance: a node takes queues only while it owns fewer than ``ceil(wanted / live nodes)``; since
+live nodes × share ≥ wanted, a free queue always finds a node with room. ``run()`` registers, waits
+one interval (nodes starting together see each other), then ticks. Live owners are never asked to
+give queues away (no rebalancing): a node joining later takes only queues that become free.
 """
 
 from __future__ import annotations
@@ -194,17 +195,13 @@ class QueueOwnership:
                 await conn.execute(f"DELETE FROM {NODE_TABLE} WHERE node = ANY($1::text[])", dead)
             reaped = [(r[0], r[1]) for r in recs]
         # 3. take free queues
-        owners = {r[0]: r[1] for r in await conn.fetch(
-            f"SELECT queue, node FROM {OWNER_TABLE} WHERE queue = ANY($1::text[])", list(wanted))}
         candidates = [q for q in wanted if q not in still]
         random.shuffle(candidates)  # two nodes starting together interleave instead of colliding in order
         share = math.ceil(len(wanted) / max(1, len(live)))
-        alive = set(live)
         gained: list[tuple[str, int]] = []
         for q in candidates:
-            orphan = owners.get(q) not in alive or owners.get(q) == me
-            if self.balance and len(still) + len(gained) >= share and not orphan:
-                continue
+            if self.balance and len(still) + len(gained) >= share:
+                break  # capacity exists elsewhere: L live nodes × share >= wanted queues
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1::int4, $2::int4)", NS_QUEUE, lock_key(q)):
                 continue
             try:
@@ -274,6 +271,11 @@ class QueueOwnership:
 
     async def _loop(self, task_status) -> None:
         started = False
+        try:
+            await self.register()
+        except ClusterUnavailable:
+            pass  # tick() retries below
+        await trio.sleep(self.interval)
         delay = self.interval
         while True:
             try:
