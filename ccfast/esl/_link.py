@@ -27,6 +27,32 @@ from ._events import (ApiResponse, AuthRequest, ChannelData, CommandReply, Disco
 from .errors import ProtocolError
 
 
+class Encoded(Command):
+    """A command already turned into its wire bytes (built once, e.g. one event fired on several
+    boxes). Whoever builds it guarantees the ESL framing (``Encoded.frame``)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def encode(self) -> bytes:
+        return self.data
+
+    @staticmethod
+    def frame(line: str, headers: list[tuple[str, str]]) -> "Encoded":
+        """``line`` + ``Name: value`` lines + blank line. Names must be single words without
+        ``:``; values without newlines (the caller has checked both)."""
+        parts = [line, "\n"]
+        for name, value in headers:
+            parts += (name, ": ", value, "\n")
+        parts.append("\n")
+        return Encoded("".join(parts).encode("utf-8"))
+
+    def __repr__(self) -> str:
+        return f"Encoded({self.data[:40]!r})"
+
+
 class ConnectionLost(Exception):
     """The ESL connection dropped (or is down) before the command's reply arrived."""
 

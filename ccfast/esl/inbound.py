@@ -349,7 +349,11 @@ class InboundClient:
     def sendevent_nowait(self, name: str, headers: Any = (), body: str | bytes | None = None, *,
                          subclass: str | None = None,
                          on_reply: Callable[[Any], Any] | None = None) -> None:
-        """``sendevent`` without waiting for the ``+OK <uuid>``."""
+        """``sendevent`` without waiting for the ``+OK <uuid>``. ``headers`` may also be an
+        already encoded command (``_link.Encoded``, e.g. ``ccevents.encode_sendevent``)."""
+        if isinstance(headers, Command):
+            self.post(headers, on_reply)
+            return
         self.post(SendEvent.custom(subclass, headers, body) if subclass else SendEvent(name, headers, body),
                   on_reply)
 

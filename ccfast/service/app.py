@@ -16,7 +16,7 @@ from typing import Any
 import trio
 
 from ..esl._throttle import FailureLog
-from .ccevents import render
+from .ccevents import encode_sendevent, render
 from .clock import Clock
 from .dispatcher import Dispatcher
 from .member import MemberSession
@@ -196,8 +196,11 @@ class Service:
         member_channel = member.data if member is not None else None
         rendered = render(action, headers, member_channel, None)
         self.stats["events_fired"] += 1
+        encoded = None
         for box in self.boxes.values():
             if box.up:
-                box.sendevent(rendered)
+                if encoded is None:
+                    encoded = encode_sendevent(rendered)  # once for every box
+                box.sendevent(rendered, encoded)
         for listener in self.event_listeners:
             listener(action, rendered)

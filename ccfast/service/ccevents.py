@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .. import strings as S
+from ..esl._link import Encoded
 
 # events that carry a channel snapshot, and whose channel (§6.2)
 MEMBER_SNAPSHOT = frozenset({S.ACTION_MEMBER_QUEUE_START, S.ACTION_MEMBER_QUEUE_RESUME, S.ACTION_MEMBER_QUEUE_END})
@@ -33,8 +34,34 @@ _NOT_FORWARDED = frozenset({
 
 
 def snapshot(channel: Mapping[str, str]) -> list[tuple[str, str]]:
-    """The channel-describing headers of a channel's last known event, minus envelope/routing."""
+    """The channel-describing headers of a channel's last known event, minus envelope/routing.
+
+    A ``ChannelVars`` remembers it until its variables change (a call fires 2–3 such events)."""
+    memo = getattr(channel, "memo", None)
+    if memo is not None:
+        return memo("cc_snapshot", _snapshot)
+    return _snapshot(channel)
+
+
+def _snapshot(channel: Mapping[str, str]) -> list[tuple[str, str]]:
     return [(k, v) for k, v in channel.items() if k not in _NOT_FORWARDED and v not in ("", None)]
+
+
+_SENDEVENT_LINE = f"sendevent CUSTOM\nEvent-Subclass: {S.EVENT_SUBCLASS}"
+
+
+def encode_sendevent(rendered: list[tuple[str, str]]) -> Encoded:
+    """``sendevent CUSTOM`` of one rendered event, encoded once for every box.
+
+    A header whose value holds a line break cannot be carried by ``sendevent`` (FreeSWITCH reads
+    one header per line) and is left out, as is one with an unusable name."""
+    return Encoded.frame(_SENDEVENT_LINE, [(n, v) for n, v in rendered if _sendable(n, v)])
+
+
+def _sendable(name: str, value: str) -> bool:
+    if "\n" in value or "\r" in value:
+        return False
+    return bool(name) and not (":" in name or " " in name or "\n" in name or name.lower() == "content-length")
 
 
 def render(
@@ -45,15 +72,15 @@ def render(
 ) -> list[tuple[str, str]]:
     """The header list to fire for one core event (without ``Event-Subclass``)."""
     out: list[tuple[str, str]] = []
-    if action in MEMBER_SNAPSHOT and member_channel:
+    if action in MEMBER_SNAPSHOT and member_channel is not None:
         out.extend(snapshot(member_channel))
-    elif action in AGENT_SNAPSHOT and agent_channel:
+    elif action in AGENT_SNAPSHOT and agent_channel is not None:
         out.extend(snapshot(agent_channel))
     for name, value in headers.items():
         if value is None or value == "":
             continue  # FreeSWITCH's event core drops empty headers (§6.1)
         out.append((name, str(value)))
-    if action in DNIS_EVENTS and member_channel:
+    if action in DNIS_EVENTS and member_channel is not None:
         rdnis = member_channel.get("Caller-RDNIS")
         if rdnis and "CC-Member-DNIS" not in headers:
             out.append(("CC-Member-DNIS", rdnis))

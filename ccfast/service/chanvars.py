@@ -16,7 +16,7 @@ its value (events without variables say nothing about them), as before.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 VARIABLE_PREFIX = "variable_"
@@ -26,11 +26,25 @@ _MISSING = object()
 class ChannelVars(Mapping):
     """Read-only mapping: ``overlay`` over ``base`` (first value per name)."""
 
-    __slots__ = ("base", "overlay")
+    __slots__ = ("base", "overlay", "_memo")
 
     def __init__(self, base: Mapping[str, str] | None = None) -> None:
         self.base: Any = base if base is not None else {}
         self.overlay: dict[str, str] = {}
+        self._memo: dict[str, Any] | None = None
+
+    def memo(self, key: str, compute: Callable[[Mapping[str, str]], Any]) -> Any:
+        """``compute(self)``, remembered until the next change of the variables."""
+        memo = self._memo
+        if memo is None:
+            memo = self._memo = {}
+        value = memo.get(key, _MISSING)
+        if value is _MISSING:
+            value = memo[key] = compute(self)
+        return value
+
+    def __bool__(self) -> bool:
+        return bool(self.overlay) or bool(len(self.base))
 
     def __getitem__(self, name: str) -> str:
         value = self.overlay.get(name, _MISSING)
@@ -67,9 +81,12 @@ class ChannelVars(Mapping):
             base = self.base
             diff = [(k, v) for k, v in headers.items() if k.startswith(VARIABLE_PREFIX) and base.get(k) != v]
         overlay = self.overlay
+        if diff:
+            self._memo = None
         if overlay:
             # a variable set back to its connect-time value leaves the overlay
             differs = {k for k, _ in diff}
             for name in [k for k in overlay if k not in differs and k in headers]:
                 del overlay[name]
+                self._memo = None
         overlay.update(diff)

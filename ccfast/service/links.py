@@ -110,10 +110,10 @@ class BoxLink:
         if isinstance(reply, BaseException) or getattr(reply, "body", "").startswith("-ERR"):
             self.commands_failed += 1
 
-    def sendevent(self, headers: list[tuple[str, str]]) -> None:
+    def sendevent(self, headers: list[tuple[str, str]], encoded=None) -> None:
         try:
-            self.client.sendevent_nowait("CUSTOM", headers, subclass=S.EVENT_SUBCLASS,
-                                         on_reply=self._count_dropped_event)
+            self.client.sendevent_nowait("CUSTOM", encoded if encoded is not None else headers,
+                                         subclass=S.EVENT_SUBCLASS, on_reply=self._count_dropped_event)
         except ConnectionLost:
             self.events_dropped += 1
 

@@ -38,8 +38,9 @@ class Box(Protocol):
     async def bgapi(self, command: str, job_uuid: str) -> str:
         """``bgapi <command>`` with our Job-UUID; the BACKGROUND_JOB body when it arrives."""
 
-    def sendevent(self, headers: list[tuple[str, str]]) -> None:
-        """Queue ``sendevent CUSTOM`` with these headers; never blocks (drops are counted)."""
+    def sendevent(self, headers: list[tuple[str, str]], encoded=None) -> None:
+        """Queue ``sendevent CUSTOM`` with these headers (``encoded``: the same, already encoded
+        by ``ccevents.encode_sendevent``); never blocks (drops are counted)."""
 
 
 class MemberLink(Protocol):
