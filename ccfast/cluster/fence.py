@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import strings as S
-from ..store.base import DELETE, PUT, UPDATE, Change, batch_statements, row_values
+from ..store.base import PUT, UPDATE, Change, batch_statements, row_values
 from ..store.schema import AGENTS, COLUMN_NAMES, INT_COLUMNS, KEY_COLUMNS, MEMBERS, TIERS, quote
 from .pg import OWNER_TABLE
 
