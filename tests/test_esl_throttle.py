@@ -49,3 +49,25 @@ def test_traceback_again_after_the_quiet_period(caplog):
         clock.t = 61.0
         flog.failed("x", boom(2))
     assert [bool(r.exc_info) for r in caplog.records] == [True, True]
+
+
+def test_fifo_keeps_order_across_compaction():
+    from ccfast.esl._link import _Fifo
+
+    q, expect = _Fifo(), []
+    n = 0
+    for round_ in range(50):
+        for _ in range(round_ * 7 % 150):
+            q.append(n)
+            expect.append(n)
+            n += 1
+        for _ in range(round_ * 5 % 130):
+            if expect:
+                assert q.popleft() == expect.pop(0)
+        assert len(q) == len(expect) and bool(q) == bool(expect)
+    while expect:
+        assert q.popleft() == expect.pop(0)
+    import pytest
+
+    with pytest.raises(IndexError):
+        q.popleft()

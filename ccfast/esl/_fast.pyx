@@ -367,6 +367,16 @@ cdef class LazyHeaders:
             self.cap = ncap
         return 0
 
+    cdef int _fit(self) except -1:
+        """Give back the unused reserve (kept ones: the connect reply lives as long as the call)."""
+        cdef HEnt* shrunk
+        if self.n > 0 and self.cap > self.n:
+            shrunk = <HEnt*>realloc(self.ents, self.n * sizeof(HEnt))
+            if shrunk != NULL:
+                self.ents = shrunk
+                self.cap = self.n
+        return 0
+
     cdef inline int _push(self, Py_ssize_t ns, Py_ssize_t nl, Py_ssize_t vs, Py_ssize_t vl, int flags) except -1:
         cdef HEnt* grown
         cdef Py_ssize_t ncap
@@ -794,11 +804,8 @@ cdef class MessageReader:
             return
         mv = data
         n = mv.shape[0]
-        if self.start >= self.stop and self.cap > (4 << 20) and n < (1 << 20):
-            # drained after a large frame: give the memory back
-            free(self.buf)
-            self.buf = NULL
-            self.cap = self.start = self.stop = self.scan = 0
+        if self.start >= self.stop:
+            self._release()
         if self.start > 0 and (self.start >= self.stop or self.start >= (self.cap >> 1)):
             memmove(self.buf, self.buf + self.start, self.stop - self.start)
             self.stop -= self.start
@@ -808,7 +815,7 @@ cdef class MessageReader:
             self.start = 0
         need = self.stop + n
         if need > self.cap:
-            ncap = self.cap * 2 if self.cap else 65536
+            ncap = self.cap * 2 if self.cap else 8192
             while ncap < need:
                 ncap *= 2
             grown = <uint8_t*>realloc(self.buf, ncap)
@@ -819,14 +826,25 @@ cdef class MessageReader:
         memcpy(self.buf + self.stop, &mv[0], n)
         self.stop += n
 
+    cdef void _release(self) noexcept:
+        """Nothing buffered: give the buffer back. An idle connection (a caller waiting in a
+        queue) then holds no receive buffer at all; the next feed allocates what it needs."""
+        if self.buf != NULL:
+            free(self.buf)
+            self.buf = NULL
+        self.cap = self.start = self.stop = self.scan = 0
+
     def next_message(self):
         if self.error is not None:
             raise self.error
         try:
-            return self._next()
+            msg = self._next()
         except RemoteProtocolError as exc:
             self.error = exc
             raise
+        if self.start >= self.stop and self.buf != NULL:
+            self._release()
+        return msg
 
     cdef object _next(self):
         cdef uint8_t* b = self.buf
@@ -971,6 +989,7 @@ cdef object _fast_other(bytes hdr, object body):
     if ctype == "command/reply":
         if body is None and "Event-Name" in h._first:
             ev = _fast_plain(hdr + b"\n\n")
+            (<LazyHeaders>ev.headers)._fit()
             cd = _ChannelData.__new__(_ChannelData)
             cd.headers = ev.headers
             cd.body = None
