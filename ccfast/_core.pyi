@@ -149,11 +149,18 @@ class Core:
     def member_answered_exit(self, member_uuid: str) -> None: ...  # no-op for an unknown member
 
     # dispatch and time
-    def dispatch(self, now: int) -> list[Offer]: ...
-    def member_timeouts(self, now: int) -> list[Timeout]: ...
+    def dispatch(self, now: int) -> list[Offer]:
+        """One pass. Walks only queues that have dispatchable members and an agent that could be
+        offered now (kept incrementally): a pass with nothing to do is O(1), whatever the number
+        of free agents."""
+    def member_timeouts(self, now: int) -> list[Timeout]:
+        """Visits only queues with members in their timer index (max-wait / no-agent); reports
+        in queue load order."""
     def discard_abandoned(self, now: int) -> list[str]: ...
     def next_change(self, now: int) -> int | None:
-        """Earliest second > now at which a pass/watchdog/discard could decide differently."""
+        """Earliest second > now at which a pass/watchdog/discard could decide differently.
+        For a free agent that is the second both its wrap-up and its ready_time are over. Heaps and
+        per-queue cached values: O(log n) per change since the previous call."""
 
     # offer results; each raises CoreError for an unknown/finished offer or the wrong phase
     def offer_member_gone(self, offer_id: int, now: int) -> None: ...  # ringing
@@ -171,3 +178,7 @@ class Core:
     def agent_offer(self, name: str) -> Offer | None: ...
     def member_count(self, queue: str) -> int: ...  # rows in Waiting or Trying (members-count)
     def stats(self) -> dict[str, int]: ...
+    # tests only: the incremental pass state against a recomputation (list of differences), and
+    # next_change computed by scanning every free agent and queue (must equal next_change)
+    def _selfcheck(self) -> list[str]: ...
+    def _scan_next_change(self, now: int) -> int | None: ...

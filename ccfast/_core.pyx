@@ -150,6 +150,10 @@ cdef inline str _s(object value):
     return str(value)
 
 
+def _queue_order(q):
+    return (<Queue>q).order
+
+
 class CoreError(Exception):
     """An API-level refusal; ``str(exc)`` is the exact text after ``-ERR `` (§7.2)."""
 
@@ -169,8 +173,13 @@ cdef class Agent:
     cdef public Offer offer
     # C strcasecmp results cached per string object (the row keeps the string as typed)
     cdef object _c_state, _c_status, _c_inst
-    cdef bint c_waiting, c_on_break, c_single_box
-    cdef public bint deleted, in_free, c_freeish
+    # flags as bytes (bint is an int: 4 bytes each); the object stays in its allocator size class
+    cdef unsigned char c_waiting, c_on_break, c_single_box
+    cdef public unsigned char deleted, in_free, c_freeish
+    # in_ready: in_free and past its wrap-up/ready_time as of Core._rnow; ok_at: the time of its
+    # entry in Core._ok_heap (NO_ENTRY: none)
+    cdef public unsigned char in_ready
+    cdef public long long ok_at
 
     def row(self):
         return {
@@ -194,7 +203,8 @@ cdef class Tier:
     cdef public object queue, agent_name, state
     cdef public int level, position
     cdef public Agent agent
-    cdef public bint key, in_f
+    # key: in kq.idx; in_f: in kq.fidx; in_r: counted in kq.nready (bytes: keeps the object at 112 B)
+    cdef public unsigned char key, in_f, in_r
     cdef public long long k0, k1, k2
     cdef public Queue kq  # the queue whose index holds this tier
 
@@ -261,6 +271,14 @@ cdef class Queue:
     cdef public bint tr_valid   # next_change's cached tier-rule crossing (tr_next, -1 = none)
     cdef public long long tr_next
     cdef public object no_answer_status  # canonical spelling, as cc_agent_str2status/status2str write it
+    # incremental pass state: nready = agents that could be offered now (free, past wrap-up and
+    # ready_time, offerable tier, not skipped for external calls): the pass's `hot` count
+    cdef public long long nready, order
+    cdef public bint removed, in_hot, in_app_qs
+    # next_change's cached per-queue earliest change (nc, -1 = none), computed at nc_at; nc_in:
+    # the value of this queue's live entry in Core._nc_heap (-1 = none)
+    cdef public bint nc_ok
+    cdef public long long nc, nc_at, nc_in
 
     cdef inline bint ring(self):
         return self.code == K_RINGALL or self.code == K_RINGPROG
@@ -482,6 +500,9 @@ cdef struct Walk:
     long long count
 
 
+cdef long long NO_ENTRY = -0x7fffffffffffffff  # Agent.ok_at: no entry in Core._ok_heap
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -500,6 +521,12 @@ cdef class Core:
     cdef list _deferred_members
     cdef set _deferred_agents
     cdef dict _count_wt
+    # incremental pass state (see _ready_sync, _rtier, _hq, _ncd): free agents not yet past their
+    # wrap-up/ready_time by the time they are, readiness evaluated at _rnow; queues worth a walk
+    # (members and ready agents), queues with members in the wait loop; next_change's per-queue cache
+    cdef list _ok_heap, _nc_heap
+    cdef long long _okseq, _rnow, _ncseq, _nc_now, _qorder
+    cdef set _hot_qs, _app_qs, _nc_dirty
 
     def __init__(self, instance_id=S.SINGLE_BOX, reserve_agents=False, seed=0):
         self.instance_id = instance_id
@@ -530,6 +557,16 @@ cdef class Core:
         self._deferred_members = []
         self._deferred_agents = set()
         self._count_wt = {}
+        self._ok_heap = []        # (time, push id, agent): when a free agent's wrap-up/ready_time is over
+        self._okseq = 0
+        self._rnow = NO_ENTRY     # readiness is evaluated at this second (dispatch/next_change `now`)
+        self._hot_qs = set()      # queues with dispatchable members and nready > 0
+        self._app_qs = set()      # queues with members in the timer index (inapp)
+        self._nc_dirty = set()    # queues whose next_change cache must be recomputed
+        self._nc_heap = []        # (time, push id, queue): per-queue next_change values
+        self._ncseq = 0
+        self._nc_now = NO_ENTRY
+        self._qorder = 0
 
     # =========================================================================================
     # small helpers: journal, events, rng
@@ -592,6 +629,99 @@ cdef class Core:
             self._last_now = now
 
     # =========================================================================================
+    # incremental pass state: which queues a pass must walk, and next_change, without scans
+
+    cdef void _ready_sync(self, Agent a):
+        """Re-derive a.in_ready (free and past wrap-up/ready_time at _rnow); a free agent not yet
+        ready gets an entry in _ok_heap for the second it becomes ready."""
+        cdef long long t = a.last_bridge_end + a.wrap_up_time + 1  # wrap-up is strict (§4.5)
+        cdef bint ready
+        if a.ready_time > t:
+            t = a.ready_time
+        ready = a.in_free and t <= self._rnow
+        if a.in_free and not ready and a.ok_at != t:
+            a.ok_at = t
+            self._okseq += 1
+            heappush(self._ok_heap, (t, self._okseq, a))
+        if ready != a.in_ready:
+            a.in_ready = ready
+            for x in a.tiers:
+                self._rtier(<Tier>x)
+
+    cdef void _advance(self, long long now):
+        """Readiness as of `now`: agents whose wrap-up/ready_time ended by now become ready."""
+        cdef long long t
+        cdef Agent a
+        if now == self._rnow:
+            return
+        if now < self._rnow:  # time went back (tests): re-evaluate every free agent
+            self._rnow = now
+            for x in list(self._free):
+                self._ready_sync(<Agent>x)
+            return
+        self._rnow = now
+        while self._ok_heap and self._ok_heap[0][0] <= now:
+            t, _, x = heappop(self._ok_heap)
+            a = <Agent>x
+            if a.ok_at == t:
+                a.ok_at = NO_ENTRY
+                self._ready_sync(a)
+
+    cdef void _rtier(self, Tier t):
+        """Keep t counted in t.kq.nready iff its agent could be offered in t.kq right now (the
+        conditions the pass used to test on every free agent, §4.5 step 4)."""
+        cdef Agent a = t.agent
+        cdef Queue q = t.kq
+        cdef bint want = (q is not None and a is not None and a.in_ready and _offerable(t)
+                          and not (q.skip_ext and a.external_calls_count > 0))
+        if want == t.in_r:
+            return
+        t.in_r = want
+        if want:
+            q.nready += 1
+            if q.nready == 1:
+                self._hq(q)
+        else:
+            q.nready -= 1
+            if q.nready == 0:
+                self._hq(q)
+
+    cdef inline void _rtier_off(self, Tier t):
+        """t leaves t.kq (called before kq changes)."""
+        if t.in_r:
+            t.in_r = False
+            t.kq.nready -= 1
+            if t.kq.nready == 0:
+                self._hq(t.kq)
+
+    cdef void _hq(self, Queue q):
+        """q is worth walking in a pass iff it has dispatchable members and a ready agent."""
+        cdef bint want = not q.removed and q.nready > 0 and len(q.members) > 0
+        if want != q.in_hot:
+            q.in_hot = want
+            if want:
+                self._hot_qs.add(q)
+            else:
+                self._hot_qs.discard(q)
+
+    cdef void _aq(self, Queue q):
+        """q has members in the timer index (member_timeouts visits only those queues)."""
+        cdef bint want = not q.removed and len(q.inapp) > 0
+        if want != q.in_app_qs:
+            q.in_app_qs = want
+            if want:
+                self._app_qs.add(q)
+            else:
+                self._app_qs.discard(q)
+
+    cdef inline void _ncd(self, Queue q):
+        """q's members, timer index, candidate levels or params changed: its next_change value
+        is recomputed by the next next_change call."""
+        if q.nc_ok:
+            q.nc_ok = False
+            self._nc_dirty.add(q)
+
+    # =========================================================================================
     # index maintenance
 
     cdef void _tset_key(self, Tier t, Queue q):
@@ -629,6 +759,7 @@ cdef class Core:
                 t.in_f = False
             _tier_remove(q.idx, t)
             t.key = False
+            self._rtier_off(t)
             t.kq = None
         q = self._queues.get(t.queue)
         if q is None or t.agent is None or t.agent.deleted:
@@ -645,6 +776,7 @@ cdef class Core:
     cdef inline void _idx_changing(self, Queue q):
         self._bk_pre(q)
         q.tr_valid = False
+        self._ncd(q)
         if q.code == K_TD:
             self._td_dirty.add(q)
 
@@ -691,6 +823,7 @@ cdef class Core:
         elif not free and a.in_free:
             self._free.discard(a)
             a.in_free = False
+        self._ready_sync(a)
         if freeish != a.c_freeish:
             a.c_freeish = freeish
             for t in a.tiers:
@@ -701,6 +834,7 @@ cdef class Core:
         Waiting, not On Break and without a live offer. Without tier rules every other row only
         makes the walk continue (§4.5), so walking fidx gives the same outcome as walking idx."""
         cdef bint want
+        self._rtier(t)
         if self._in_pass:
             if t.agent is not None:
                 self._deferred_agents.add(t.agent)
@@ -787,6 +921,8 @@ cdef class Core:
             m.mq = q
             _member_insert(q.members, m)
             m.in_idx = True
+            self._hq(q)
+            self._ncd(q)
         elif not sel and m.in_idx:
             if self._in_pass:
                 self._deferred_members.append((m.mq, m))
@@ -794,6 +930,8 @@ cdef class Core:
                 self._bk_pre(m.mq)
                 m.mq.tr_valid = False
                 _member_remove(m.mq.members, m)
+                self._hq(m.mq)
+                self._ncd(m.mq)
             m.in_idx = False
             m.mq = None
         # top-down pointers of dispatchable members
@@ -814,10 +952,14 @@ cdef class Core:
         if in_timers and m.akey is None:
             m.akey = (m.t_called, m.seq, m)
             insort(q.inapp, m.akey)
+            self._aq(q)
+            self._ncd(q)
         elif not in_timers and m.akey is not None:
             q3 = self._queues.get(m.queue)
             if q3 is not None:
                 self._remove_sorted((<Queue>q3).inapp, m.akey)
+                self._aq(<Queue>q3)
+                self._ncd(<Queue>q3)
             m.akey = None
         # Abandoned rows: resume lookup and discard timer
         ab = (m.queue, m.cid_number) if (m.state == MS_ABANDONED and not m.deleted) else None
@@ -872,6 +1014,8 @@ cdef class Core:
             q.members = []
             q.inapp = []
             q.td_ptrs = []
+            self._qorder += 1
+            q.order = self._qorder  # dict order of self._queues (member_timeouts reports in it)
             self._queues[params.name] = q
         q.params = params
         q.strategy = params.strategy
@@ -902,9 +1046,14 @@ cdef class Core:
         for entry in q.idx:
             (<Tier>entry).key = False
             (<Tier>entry).in_f = False
+            (<Tier>entry).in_r = False
             (<Tier>entry).kq = None
         q.idx = []
         q.fidx = []
+        q.nready = 0
+        self._hq(q)
+        q.nc_ok = False
+        self._nc_dirty.add(q)
         tiers = self._tiers.get(params.name)
         if tiers:
             for t in tiers:
@@ -921,6 +1070,7 @@ cdef class Core:
                     heappush(self._discard_heap, (self._discard_due(m, q), m.seq, m))
                 if m.has_loc:
                     heappush(self._rp_heap, (m.last_originated + self._rp_delay(q), m.seq, m))
+        self._aq(q)
 
     def queue_remove(self, name):
         """Unload a queue. Its Waiting/Abandoned/ring rows are deleted by the next pass (§4.2 step 1)."""
@@ -929,12 +1079,15 @@ cdef class Core:
         if q is None:
             return
         self._td_dirty.discard(q)
+        q.removed = True
         for entry in q.idx:
             (<Tier>entry).key = False
             (<Tier>entry).in_f = False
+            (<Tier>entry).in_r = False
             (<Tier>entry).kq = None
         q.idx = []
         q.fidx = []
+        q.nready = 0
         for m in list(self._members.values()):
             if m.queue == name:
                 if m.in_idx:
@@ -946,6 +1099,9 @@ cdef class Core:
         q.members = []
         q.td_ptrs = []
         q.inapp = []
+        self._hq(q)
+        self._aq(q)
+        self._nc_dirty.discard(q)
 
     def queue_params(self, name):
         cdef Queue q = self._queues.get(name)
@@ -993,6 +1149,7 @@ cdef class Core:
         cdef Agent a = Agent()
         a.name = name
         a.tiers = []
+        a.ok_at = NO_ENTRY
         return a
 
     cdef void _attach_agent(self, Agent a):
@@ -1145,6 +1302,7 @@ cdef class Core:
                 t.in_f = False
             _tier_remove(q.idx, t)
             t.key = False
+            self._rtier_off(t)
             t.kq = None
         tiers = self._tiers.get(t.queue)
         if tiers is not None:
@@ -1298,6 +1456,8 @@ cdef class Core:
             return
         (<Agent>a).external_calls_count += delta
         self._ja(<Agent>a, {"external_calls_count": (<Agent>a).external_calls_count})
+        for t in (<Agent>a).tiers:  # skip-agents-with-external-calls
+            self._rtier(<Tier>t)
 
     def tier_add(self, queue, agent, level=1, position=1):
         """`tier add`: state Ready. Errors in the module's order: queue, agent, duplicate."""
@@ -1422,6 +1582,8 @@ cdef class Core:
         if m.akey is not None:  # re-sort in the timer index with the new entry time
             self._remove_sorted(q.inapp, m.akey)
             m.akey = None
+            self._aq(q)
+            self._ncd(q)
         self._bk_pre(q)  # the channel variables below gate ring-progressively
         self._msync(m)
         self._pending.append(m)
@@ -1691,28 +1853,16 @@ cdef class Core:
             for x in dirty:
                 if self._queues.get((<Queue>x).name) is x:
                     self._td_sweep(<Queue>x, now)
-        # queues where some agent could be offered now
-        for x in self._free:
-            a = <Agent>x
-            if not self._time_ok(a, now):
-                continue
-            for y in a.tiers:
-                t = <Tier>y
-                q = t.kq
-                if q is None:
-                    continue
-                if not _offerable(t):
-                    continue
-                if q.skip_ext and a.external_calls_count > 0:
-                    continue
-                if q.hot_pass != self._pass_id:
-                    q.hot_pass = self._pass_id
-                    q.hot = 0
-                    if q.members:
-                        hot.append(q)
-                q.hot += 1  # undone in _start_offer by the same test
-        if not hot:
+        # queues where some agent could be offered now: members and ready agents (kept by
+        # _rtier/_hq as agents, tiers and members change; nothing here scans the free agents)
+        self._advance(now)
+        if not self._hot_qs:
             return offers
+        for x in self._hot_qs:
+            q = <Queue>x
+            q.hot_pass = self._pass_id
+            q.hot = q.nready  # undone in _start_offer by the same test
+            hot.append(q)
         self._in_pass = True
         try:
             pos = [0] * len(hot)
@@ -1739,6 +1889,8 @@ cdef class Core:
                 self._bk_pre(<Queue>qm)
                 (<Queue>qm).tr_valid = False
                 _member_remove((<Queue>qm).members, <Member>key)
+                self._hq(<Queue>qm)
+                self._ncd(<Queue>qm)
             self._deferred_members = []
             if self._deferred_agents:
                 agents = self._deferred_agents
@@ -1960,7 +2112,13 @@ cdef class Core:
         cdef Member m
         cdef long long mw, N, R, C, E, bound
         self._touch(now)
-        for x in self._queues.values():
+        if not self._app_qs:
+            return out
+        # only queues with members in the timer index, in queue load order (as self._queues)
+        queues = list(self._app_qs)
+        if len(queues) > 1:
+            queues.sort(key=_queue_order)
+        for x in queues:
             q = <Queue>x
             if not q.inapp:
                 continue
@@ -2039,21 +2197,28 @@ cdef class Core:
     def next_change(self, long long now):
         """The earliest second > now at which a pass, the watchdog or the discard could decide
         differently without any other input (None: nothing pending). Call dispatch(),
-        member_timeouts() and discard_abandoned() after every state change and at that time."""
-        cdef object best = None
+        member_timeouts() and discard_abandoned() after every state change and at that time.
+
+        O(log n) per change since the last call: free agents in wrap-up/delay sit in a heap by
+        the second they become offerable, each queue's own earliest change (tier-rule crossing,
+        max-wait, no-agent expiry) is cached and recomputed only when that queue changed."""
+        cdef long long best = NO_ENTRY, t
         cdef Agent a
         cdef Queue q
         cdef Member m
-        cdef long long t, W, mw, N, R, E, A, bound
-        cdef Py_ssize_t i
-        for x in self._free:
+        self._advance(now)
+        # free agents: the first second one of them is past its wrap-up and ready_time
+        while self._ok_heap:
+            t, _, x = self._ok_heap[0]
             a = <Agent>x
-            t = a.last_bridge_end + a.wrap_up_time + 1
-            if t > now and (best is None or t < best):
+            if a.ok_at == t and a.in_free and not a.in_ready:
                 best = t
-            t = a.ready_time
-            if t > now and (best is None or t < best):
-                best = t
+                break
+            heappop(self._ok_heap)
+            if a.ok_at == t:
+                a.ok_at = NO_ENTRY
+        if len(self._ok_heap) > 2 * len(self._free) + 64:
+            self._compact_ok_heap()
         while self._rp_heap:
             t, seq, x = self._rp_heap[0]
             m = <Member>x
@@ -2061,7 +2226,7 @@ cdef class Core:
             if t <= now or m.deleted or q is None or not m.in_idx or not m.has_loc:
                 heappop(self._rp_heap)
                 continue
-            if best is None or t < best:
+            if best == NO_ENTRY or t < best:
                 best = t
             break
         while self._discard_heap:
@@ -2072,46 +2237,152 @@ cdef class Core:
                 continue
             if t <= now:
                 t = now + 1
-            if best is None or t < best:
+            if best == NO_ENTRY or t < best:
                 best = t
             break
+        # queues: cached values, recomputed for the queues that changed (or expired)
+        if now < self._nc_now:  # time went back (tests): every cached value is suspect
+            for x in self._queues.values():
+                (<Queue>x).nc_ok = False
+                (<Queue>x).tr_valid = False
+                self._nc_dirty.add(x)
+        self._nc_now = now
+        if self._nc_dirty:
+            dirty = self._nc_dirty
+            self._nc_dirty = set()
+            for x in dirty:
+                q = <Queue>x
+                if not q.removed:
+                    self._nc_store(q, now)
+        while self._nc_heap:
+            t, _, x = self._nc_heap[0]
+            q = <Queue>x
+            if q.removed or t != q.nc_in:
+                heappop(self._nc_heap)
+                if t == q.nc_in:
+                    q.nc_in = -1
+                continue
+            if t <= now:  # expired: this queue's next value
+                heappop(self._nc_heap)
+                q.nc_in = -1
+                self._nc_store(q, now)
+                continue
+            if best == NO_ENTRY or t < best:
+                best = t
+            break
+        if len(self._nc_heap) > 2 * len(self._queues) + 64:
+            self._compact_nc_heap()
+        return None if best == NO_ENTRY else best
+
+    cdef void _nc_store(self, Queue q, long long now):
+        """Recompute q's next_change value at now and give it a heap entry."""
+        q.nc = self._q_next(q, now)
+        q.nc_at = now
+        q.nc_ok = True
+        if q.nc != q.nc_in:
+            q.nc_in = q.nc  # an older entry (other value) is now stale
+            if q.nc != -1:
+                self._ncseq += 1
+                heappush(self._nc_heap, (q.nc, self._ncseq, q))
+
+    cdef void _compact_nc_heap(self):
+        cdef Queue q
+        self._nc_heap = []
         for x in self._queues.values():
             q = <Queue>x
-            if q.members and q.tra:
-                if not q.tr_valid or (q.tr_next != -1 and q.tr_next <= now):
-                    q.tr_next = self._tier_rule_next(q, now)
-                    q.tr_valid = True
-                if q.tr_next != -1 and (best is None or q.tr_next < best):
-                    best = q.tr_next
-            if not q.inapp:
-                continue
-            mw = q.max_wait
-            if mw > 0:
-                i = bisect_right(q.inapp, (now - mw, float("inf")))
+            q.nc_in = -1
+            if q.nc_ok and q.nc != -1:
+                q.nc_in = q.nc
+                self._ncseq += 1
+                self._nc_heap.append((q.nc, self._ncseq, q))
+        heapify(self._nc_heap)
+
+    cdef void _compact_ok_heap(self):
+        cdef Agent a
+        for e in self._ok_heap:
+            (<Agent>e[2]).ok_at = NO_ENTRY
+        self._ok_heap = []
+        for x in self._free:
+            self._ready_sync(<Agent>x)
+
+    cdef long long _q_next(self, Queue q, long long now):
+        """q's own earliest change > now (-1: none): a tier-rule threshold crossing, a max-wait
+        expiry, a no-agent expiry. Valid until then unless q changes (_ncd)."""
+        cdef long long best = -1, t, mw, N, R, E, A, bound
+        cdef Py_ssize_t i
+        cdef Member m
+        if q.members and q.tra:
+            if not q.tr_valid or (q.tr_next != -1 and q.tr_next <= now):
+                q.tr_next = self._tier_rule_next(q, now)
+                q.tr_valid = True
+            if q.tr_next != -1:
+                best = q.tr_next
+        if not q.inapp:
+            return best
+        mw = q.max_wait
+        if mw > 0:
+            i = bisect_right(q.inapp, (now - mw, float("inf")))
+            if i < len(q.inapp):
+                t = (<Member>q.inapp[i][2]).t_called + mw
+                if best == -1 or t < best:
+                    best = t
+        N = q.na_n
+        R = q.na_r
+        self._bk_pre(q)
+        if N > 0 and not q.idx:
+            E = q.last_agent_exist
+            A = E + N
+            if A > now:
+                m = <Member>q.inapp[0][2]
+                t = max(A, m.t_called + R + N) if R > 0 else max(A, m.t_called)
+                if best == -1 or t < best:
+                    best = t
+            else:
+                bound = now - R - N if R > 0 else now
+                i = bisect_right(q.inapp, (bound, float("inf")))
                 if i < len(q.inapp):
-                    t = (<Member>q.inapp[i][2]).t_called + mw
-                    if best is None or t < best:
+                    m = <Member>q.inapp[i][2]
+                    t = m.t_called + R + N if R > 0 else m.t_called
+                    t = max(t, now + 1)
+                    if best == -1 or t < best:
                         best = t
-            N = q.na_n
-            R = q.na_r
-            self._bk_pre(q)
-            if N > 0 and not q.idx:
-                E = q.last_agent_exist
-                A = E + N if N > 0 else E + 1
-                if A > now:
-                    m = <Member>q.inapp[0][2]
-                    t = max(A, m.t_called + R + N) if R > 0 else max(A, m.t_called)
-                    if best is None or t < best:
-                        best = t
-                else:
-                    bound = now - R - N if R > 0 else now
-                    i = bisect_right(q.inapp, (bound, float("inf")))
-                    if i < len(q.inapp):
-                        m = <Member>q.inapp[i][2]
-                        t = m.t_called + R + N if R > 0 else m.t_called
-                        t = max(t, now + 1)
-                        if best is None or t < best:
-                            best = t
+        return best
+
+    def _scan_next_change(self, long long now):
+        """Reference for tests: next_change by scanning every free agent and every queue (what
+        next_change computed before its caches). Must always equal next_change(now)."""
+        cdef object best = None
+        cdef Agent a
+        cdef Queue q
+        cdef Member m
+        cdef long long t
+        for x in self._free:
+            a = <Agent>x
+            t = a.last_bridge_end + a.wrap_up_time + 1
+            if a.ready_time > t:
+                t = a.ready_time
+            if t > now and (best is None or t < best):
+                best = t
+        for x in self._rp_heap:
+            m = <Member>x[2]
+            t = x[0]
+            if t <= now or m.deleted or self._queues.get(m.queue) is None or not m.in_idx or not m.has_loc:
+                continue
+            if best is None or t < best:
+                best = t
+        for x in self._discard_heap:
+            m = <Member>x[2]
+            if m.deleted or m.state != MS_ABANDONED:
+                continue
+            t = max(<long long>x[0], now + 1)
+            if best is None or t < best:
+                best = t
+        for x in self._queues.values():
+            q = <Queue>x
+            q.tr_valid = False
+            t = self._q_next(q, now)
+            if t != -1 and (best is None or t < best):
+                best = t
         return best
 
     cdef long long _tier_rule_next(self, Queue q, long long now):
@@ -2431,6 +2702,40 @@ cdef class Core:
     def member_count(self, queue):
         """Rows of `queue` in Waiting or Trying (what members-count reports)."""
         return self._count_wt.get(queue, 0)
+
+    def _selfcheck(self):
+        """Tests only: the incremental pass state against a recomputation from scratch, at the
+        second readiness was last evaluated. Returns the differences (empty: consistent)."""
+        cdef list out = []
+        cdef Agent a
+        cdef Tier t
+        cdef Queue q
+        cdef dict count = {}
+        cdef long long r = self._rnow
+        if r == NO_ENTRY:
+            return out
+        for x in self._agents.values():
+            a = <Agent>x
+            ready = bool(a.in_free and self._time_ok(a, r))
+            if ready != bool(a.in_ready):
+                out.append(f"agent {a.name}: in_ready {bool(a.in_ready)}, expected {ready}")
+            if ready:
+                for y in a.tiers:
+                    t = <Tier>y
+                    if t.kq is not None and _offerable(t) and not (t.kq.skip_ext and a.external_calls_count > 0):
+                        count[t.kq] = count.get(t.kq, 0) + 1
+        for x in self._queues.values():
+            q = <Queue>x
+            if q.nready != count.get(q, 0):
+                out.append(f"queue {q.name}: nready {q.nready}, expected {count.get(q, 0)}")
+            if (q in self._hot_qs) != bool(count.get(q, 0) and q.members):
+                out.append(f"queue {q.name}: in hot set {q in self._hot_qs}, members {len(q.members)}")
+            if (q in self._app_qs) != bool(q.inapp):
+                out.append(f"queue {q.name}: in timer set {q in self._app_qs}, inapp {len(q.inapp)}")
+        for x in self._hot_qs:
+            if self._queues.get((<Queue>x).name) is not x:
+                out.append(f"removed queue {(<Queue>x).name} in the hot set")
+        return out
 
     def stats(self):
         return {"agents": len(self._agents), "members": len(self._members), "queues": len(self._queues),
