@@ -279,6 +279,7 @@ cdef class Queue:
     # the value of this queue's live entry in Core._nc_heap (-1 = none)
     cdef public bint nc_ok
     cdef public long long nc, nc_at, nc_in
+    cdef public list joins  # tier-rules queues only: joined_epoch of each entry of members, sorted
 
     cdef inline bint ring(self):
         return self.code == K_RINGALL or self.code == K_RINGPROG
@@ -527,6 +528,7 @@ cdef class Core:
     cdef list _ok_heap, _nc_heap
     cdef long long _okseq, _rnow, _ncseq, _nc_now, _qorder
     cdef set _hot_qs, _app_qs, _nc_dirty
+    cdef bint _ref_scan  # _scan_next_change: compute tier-rule crossings by the member scan
 
     def __init__(self, instance_id=S.SINGLE_BOX, reserve_agents=False, seed=0):
         self.instance_id = instance_id
@@ -920,6 +922,8 @@ cdef class Core:
             m.mk0 = m.joined_epoch - m.base_score - m.skill_score
             m.mq = q
             _member_insert(q.members, m)
+            if q.joins is not None:
+                insort(q.joins, m.joined_epoch)
             m.in_idx = True
             self._hq(q)
             self._ncd(q)
@@ -930,6 +934,7 @@ cdef class Core:
                 self._bk_pre(m.mq)
                 m.mq.tr_valid = False
                 _member_remove(m.mq.members, m)
+                self._joins_remove(m.mq, m)
                 self._hq(m.mq)
                 self._ncd(m.mq)
             m.in_idx = False
@@ -978,6 +983,15 @@ cdef class Core:
         if q is None and not m.deleted and (sel or m.state == MS_ABANDONED or m.state == MS_WAITING
                                             or m.state == MS_TRYING):
             self._orphans.append(m)
+
+    cdef void _joins_remove(self, Queue q, Member m):
+        cdef Py_ssize_t i
+        if q.joins is not None:
+            i = bisect_left(q.joins, m.joined_epoch)
+            if i < len(q.joins) and q.joins[i] == m.joined_epoch:
+                del q.joins[i]
+            else:  # defensive: out of step, rebuild
+                q.joins = sorted([(<Member>e).joined_epoch for e in q.members])
 
     cdef void _remove_sorted(self, list lst, object key):
         cdef Py_ssize_t i = bisect_left(lst, key)
@@ -1070,6 +1084,7 @@ cdef class Core:
                     heappush(self._discard_heap, (self._discard_due(m, q), m.seq, m))
                 if m.has_loc:
                     heappush(self._rp_heap, (m.last_originated + self._rp_delay(q), m.seq, m))
+        q.joins = sorted([(<Member>e).joined_epoch for e in q.members]) if q.tra else None
         self._aq(q)
 
     def queue_remove(self, name):
@@ -1097,6 +1112,7 @@ cdef class Core:
                 m.akey = None
                 self._msync(m)
         q.members = []
+        q.joins = None
         q.td_ptrs = []
         q.inapp = []
         self._hq(q)
@@ -1889,6 +1905,7 @@ cdef class Core:
                 self._bk_pre(<Queue>qm)
                 (<Queue>qm).tr_valid = False
                 _member_remove((<Queue>qm).members, <Member>key)
+                self._joins_remove(<Queue>qm, <Member>key)
                 self._hq(<Queue>qm)
                 self._ncd(<Queue>qm)
             self._deferred_members = []
@@ -2377,12 +2394,17 @@ cdef class Core:
             t = max(<long long>x[0], now + 1)
             if best is None or t < best:
                 best = t
-        for x in self._queues.values():
-            q = <Queue>x
-            q.tr_valid = False
-            t = self._q_next(q, now)
-            if t != -1 and (best is None or t < best):
-                best = t
+        self._ref_scan = True
+        try:
+            for x in self._queues.values():
+                q = <Queue>x
+                q.tr_valid = False
+                t = self._q_next(q, now)
+                q.tr_valid = False
+                if t != -1 and (best is None or t < best):
+                    best = t
+        finally:
+            self._ref_scan = False
         return best
 
     cdef long long _tier_rule_next(self, Queue q, long long now):
@@ -2396,6 +2418,15 @@ cdef class Core:
             levels.add((<Tier>q.idx[i]).k0)
             i = _tier_probe(q.idx, (<Tier>q.idx[i]).k0 + 1, 0, False, i)
         thresholds = {(lv * q.trw if q.trm else q.trw) for lv in levels}
+        if q.joins is not None and not self._ref_scan:  # per threshold, the earliest join that has not yet waited it
+            for x in thresholds:
+                th = x
+                i = bisect_right(q.joins, now - th)
+                if i < len(q.joins):
+                    t = <long long>q.joins[i] + th
+                    if best == -1 or t < best:
+                        best = t
+            return best
         for e in q.members:
             m = <Member>e
             for x in thresholds:

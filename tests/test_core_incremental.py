@@ -119,6 +119,21 @@ def test_next_change_no_agent_expiry_goes_when_an_agent_logs_in():
     assert core.member_timeouts(T + 12) == []
 
 
+def test_tier_rule_crossing_follows_joins_in_join_order_not_score_order():
+    q = QueueParams(name="q", tier_rules_apply=True, tier_rule_wait_second=30, tier_rule_no_agent_no_wait=False)
+    core = make([q], [agent("a", state=S.STATE_IN_A_QUEUE_CALL)], [tier("q", "a", level=1)])
+    core.member_join("q", "early", "s1", "1", "", T, 0, T)
+    core.member_join("q", "late-high-score", "s2", "2", "", T + 20, 1000, T + 20)  # first by score
+    assert core.next_change(T + 20) == T + 30
+    core.member_cancel("early", S.CANCEL_BREAK_OUT, T + 21)
+    assert core.next_change(T + 21) == T + 50  # late-high-score's crossing; early's row is discarded later
+    consistent(core, T + 21)
+    core.queue_set(QueueParams(name="q", tier_rules_apply=False))
+    assert core.next_change(T + 21) == T + 21 + 60 + 1  # only the discard is left
+    core.queue_set(q)
+    assert core.next_change(T + 22) == T + 50
+
+
 def test_member_timeouts_reports_in_queue_load_order():
     core = make([QueueParams(name=n, max_wait_time=5) for n in ("z", "a", "m")])
     for n in ("m", "a", "z"):
