@@ -150,8 +150,8 @@ cdef inline str _s(object value):
     return str(value)
 
 
-def _queue_order(q):
-    return (<Queue>q).order
+def _first(t):
+    return t[0]
 
 
 class CoreError(Exception):
@@ -2128,34 +2128,36 @@ cdef class Core:
         cdef Queue q
         cdef Member m
         cdef long long mw, N, R, C, E, bound
+        cdef list hits
+        cdef list groups = None
         self._touch(now)
         if not self._app_qs:
             return out
-        # only queues with members in the timer index, in queue load order (as self._queues)
-        queues = list(self._app_qs)
-        if len(queues) > 1:
-            queues.sort(key=_queue_order)
-        for x in queues:
+        # only queues with members in the timer index; hits are applied after the loop (that
+        # changes the set) and reported in queue load order (as self._queues)
+        for x in self._app_qs:
             q = <Queue>x
-            if not q.inapp:
+            if not q.inapp:  # (the set follows inapp; never index an empty list unchecked)
                 continue
             self._bk_touch(q, now)  # the module's passes run continuously
             mw = q.max_wait
             N = q.na_n
-            R = q.na_r
-            hits = []
-            if mw > 0:
+            hits = None
+            if mw > 0 and (<Member>q.inapp[0][2]).t_called + mw <= now:
                 for e in q.inapp:
                     m = <Member>e[2]
                     if m.t_called + mw > now:
                         break
                     if self._connecting(m):
                         continue
+                    if hits is None:
+                        hits = []
                     hits.append((m, S.CANCEL_TIMEOUT))
             if N > 0:
                 C = q.last_agent_exist_check
                 E = q.last_agent_exist
                 if C > E and C - E >= N:
+                    R = q.na_r
                     bound = C if R == 0 else C - R - N
                     for e in q.inapp:
                         m = <Member>e[2]
@@ -2163,8 +2165,19 @@ cdef class Core:
                             break
                         if mw > 0 and m.t_called + mw <= now and not self._connecting(m):
                             continue  # already a TIMEOUT
+                        if hits is None:
+                            hits = []
                         hits.append((m, S.CANCEL_NO_AGENT_TIMEOUT))
-            for m, reason in hits:
+            if hits is not None:
+                if groups is None:
+                    groups = []
+                groups.append((q.order, hits))
+        if groups is None:
+            return out
+        if len(groups) > 1:
+            groups.sort(key=_first)
+        for g in groups:
+            for m, reason in g[1]:
                 m.reported = True
                 self._msync(m)
                 out.append(Timeout(m.uuid, m.session_uuid, m.queue, reason))
