@@ -220,7 +220,7 @@ class _Waiter:
         return self.result
 
 
-WRITE_TIMEOUT = 10.0  # a peer that has not taken our bytes for this long is dropped
+WRITE_TIMEOUT = 30.0  # a peer that has taken none of our bytes for this long is dropped
 
 
 class _Link:
@@ -296,19 +296,27 @@ class _Link:
             return
         self._flushing = True
         try:
-            with trio.CancelScope(shield=True, deadline=trio.current_time() + WRITE_TIMEOUT) as scope:
+            with trio.CancelScope(shield=True) as scope:
                 while self._out and self.alive:
                     out = self._out
                     data = out[0] if len(out) == 1 else b"".join(out)
                     out.clear()
                     self.writes += 1
+                    scope.deadline = trio.current_time() + WRITE_TIMEOUT  # per write, not per flush
                     await self.stream.send_all(data)
             if scope.cancelled_caught:
-                self.lost(f"peer took no data for {WRITE_TIMEOUT:.0f} s")
+                await self._drop(f"peer took no data for {WRITE_TIMEOUT:.0f} s")
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            self.lost(f"send failed: {exc!r}")
+            await self._drop(f"send failed: {exc!r}")
         finally:
             self._flushing = False
+
+    async def _drop(self, why: str) -> None:
+        """Lost on our side: also close the stream, so the reader ends and the owner of the
+        link notices (the inbound client then reconnects) instead of a half-dead link that
+        still reads events but refuses every command."""
+        self.lost(why)
+        await trio.aclose_forcefully(self.stream)
 
     async def writer(self) -> None:
         """Flush whenever commands are queued, until the link is lost (run it in the link's

@@ -121,13 +121,16 @@ class OfferTask:
             raise
 
     async def _kill_after_reconnect(self, box, leg: str) -> None:
+        delay = KILL_RETRY
         with trio.move_on_after(LOST_LEG_CLEANUP):
             while True:
                 await box.wait_up()
                 reply = await self._kill(box, leg, S.HANGUP_ORIGINATOR_CANCEL)
                 if reply != LINK_ERROR:
                     return  # killed, or the channel is gone already
-                await trio.sleep(KILL_RETRY)
+                # backoff: with many orphaned legs a link that refuses commands must not spin
+                await trio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _member_pointer_vars(self, member: MemberSession, box) -> None:
         """§5.1 steps 2-3: the member variables mod_callcenter sets when it offers."""
