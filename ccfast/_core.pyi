@@ -169,6 +169,32 @@ class Core:
     def offer_bridge_failed(self, offer_id: int, member_gone: bool, now: int) -> None: ...  # answered
     def offer_ended(self, offer_id: int, now: int) -> None: ...  # bridged
     def offer_failed(self, offer_id: int, cause: str, now: int) -> None: ...  # ringing
+    def offer_withdrawn(self, offer_id: int, now: int, held_elsewhere: bool | None = None) -> None:
+        """ringing -> done: the offer never reached FreeSWITCH (cluster: the agent's claim failed).
+        Restores exactly what the offer changed (agent state as before any reservation,
+        last_offered_call, the offering tier's state, the tiers it set Standby, the member's claim
+        -> Waiting / ring marker kept, ring-progressively and top-down channel variables), each only
+        if it still holds the offer's value. No penalty (no delay, no no-answer count).
+        ``held_elsewhere`` (default: agent_held(agent)): True -> no agent/tier journal, no event;
+        False -> agent/tier restorations journaled + one agent-state-change (restored state).
+        Never bridge-agent-fail. Member changes are always journaled."""
+
+    # several ccfast nodes (docs/cluster.md)
+    def agent_hold(self, name: str, held: bool) -> None:
+        """Held by another node: never offered here; row, journal, events untouched. By name
+        (survives the agent row arriving later / agent del)."""
+    def agent_held(self, name: str) -> bool: ...
+    def held_agents(self) -> list[str]: ...
+    def agent_apply(self, name: str, cols: dict | None, now: int | None = None) -> None:
+        """Row values another node wrote: None deletes (with tiers), unknown name inserts, else
+        updates the given columns. No journal, no events, no cancels; indexes follow. ValueError
+        for unknown columns or a rename."""
+    def tier_apply(self, queue: str, agent: str, cols: dict | None, now: int | None = None) -> None:
+        """Same for a tiers row (state/level/position)."""
+    def queue_suspend(self, name: str, suspended: bool) -> None:
+        """Lost queue: no dispatch, no timeouts/discards/next_change for it, rows kept as they are;
+        False resumes tracking from the rows. CoreError("Queue not found!") if not loaded."""
+    def queue_suspended(self, name: str) -> bool: ...
 
     # outputs and introspection
     def drain_journal(self) -> list[tuple[str, str, tuple, dict]]: ...

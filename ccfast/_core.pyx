@@ -65,6 +65,8 @@ cdef tuple AGENT_INT_COLS = (
     "last_bridge_start", "last_bridge_end", "last_offered_call", "last_status_change",
     "no_answer_count", "calls_answered", "talk_time", "ready_time", "external_calls_count",
 )
+cdef frozenset _AGENT_COLSET = frozenset(S.AGENTS_COLUMNS)
+cdef frozenset _TIER_COLSET = frozenset(S.TIERS_COLUMNS)
 cdef tuple MEMBER_INT_COLS = (
     "system_epoch", "joined_epoch", "rejoined_epoch", "bridge_epoch", "abandoned_epoch",
     "base_score", "skill_score",
@@ -179,6 +181,8 @@ cdef class Agent:
     # in_ready: in_free and past its wrap-up/ready_time as of Core._rnow; ok_at: the time of its
     # entry in Core._ok_heap (NO_ENTRY: none)
     cdef public unsigned char in_ready
+    # held: another ccfast node holds this agent (agent_hold): not offerable here, row unchanged
+    cdef public unsigned char held
     cdef public long long ok_at
 
     def row(self):
@@ -275,6 +279,7 @@ cdef class Queue:
     # ready_time, offerable tier, not skipped for external calls): the pass's `hot` count
     cdef public long long nready, order
     cdef public bint removed, in_hot, in_app_qs
+    cdef public bint suspended  # queue_suspend: no dispatch, no timers, rows kept as they are
     # next_change's cached per-queue earliest change (nc, -1 = none), computed at nc_at; nc_in:
     # the value of this queue's live entry in Core._nc_heap (-1 = none)
     cdef public bint nc_ok
@@ -301,6 +306,13 @@ cdef class Offer:
     cdef long long answered_time
     cdef object answered_uuid
     cdef int phase
+    # what the offer changed, for offer_withdrawn: the agent's state before the offer (before a
+    # reservation), its last_offered_call, the offering tier's state, the tiers it set Standby
+    # (None: none), the member's ring-progressively / top-down channel variables
+    cdef object prev_state, prev_tier_state
+    cdef list standby
+    cdef long long prev_loc, prev_lo, prev_td_level, prev_td_pos
+    cdef bint prev_has_loc
 
     @property
     def phase_name(self):
@@ -529,6 +541,10 @@ cdef class Core:
     cdef long long _okseq, _rnow, _ncseq, _nc_now, _qorder
     cdef set _hot_qs, _app_qs, _nc_dirty
     cdef bint _ref_scan  # _scan_next_change: compute tier-rule crossings by the member scan
+    cdef set _holds       # agent names held by another node (agent_hold)
+    # crash re-adoption (load_recovered): session uuid -> (Member, load time, window or -1,
+    # abandoned_epoch and t_called before the crash); member uuid -> session uuid
+    cdef dict _readopt, _readopt_m
 
     def __init__(self, instance_id=S.SINGLE_BOX, reserve_agents=False, seed=0):
         self.instance_id = instance_id
@@ -569,6 +585,9 @@ cdef class Core:
         self._ncseq = 0
         self._nc_now = NO_ENTRY
         self._qorder = 0
+        self._holds = set()
+        self._readopt = {}
+        self._readopt_m = {}
 
     # =========================================================================================
     # small helpers: journal, events, rng
@@ -698,7 +717,7 @@ cdef class Core:
 
     cdef void _hq(self, Queue q):
         """q is worth walking in a pass iff it has dispatchable members and a ready agent."""
-        cdef bint want = not q.removed and q.nready > 0 and len(q.members) > 0
+        cdef bint want = not q.removed and not q.suspended and q.nready > 0 and len(q.members) > 0
         if want != q.in_hot:
             q.in_hot = want
             if want:
@@ -708,7 +727,7 @@ cdef class Core:
 
     cdef void _aq(self, Queue q):
         """q has members in the timer index (member_timeouts visits only those queues)."""
-        cdef bint want = not q.removed and len(q.inapp) > 0
+        cdef bint want = not q.removed and not q.suspended and len(q.inapp) > 0
         if want != q.in_app_qs:
             q.in_app_qs = want
             if want:
@@ -816,9 +835,10 @@ cdef class Core:
     cdef void _async(self, Agent a):
         """Keep the set of agents that could take an offer (time checks are done at the pass)."""
         _aflags(a)
-        cdef bint free = (not a.deleted and a.offer is None and a.c_waiting and a.c_single_box
+        cdef bint free = (not a.deleted and a.offer is None and not a.held and a.c_waiting and a.c_single_box
                           and (a.status == ST_AVAILABLE or a.status == ST_ON_DEMAND))
-        cdef bint freeish = (not a.deleted and a.offer is None and a.c_waiting and not a.c_on_break)
+        cdef bint freeish = (not a.deleted and a.offer is None and not a.held and a.c_waiting
+                             and not a.c_on_break)
         if free and not a.in_free:
             self._free.add(a)
             a.in_free = True
@@ -1007,6 +1027,10 @@ cdef class Core:
         cdef long long epoch = m.abandoned_epoch if m.abandoned_epoch else m.joined_epoch
         return epoch + q.discard_after + 1
 
+    cdef inline bint _q_suspended(self, object name):
+        q = self._queues.get(name)
+        return q is not None and (<Queue>q).suspended
+
     cdef void _set_mstate(self, Member m, object state, dict cols):
         m.state = state
         cols["state"] = state
@@ -1181,6 +1205,7 @@ cdef class Core:
                 q = self._queues.get(t.queue)
                 if q is not None:
                     (<Queue>q).rr_valid = False
+        a.held = a.name in self._holds
         self._async(a)
 
     cdef void _load_agent(self, dict row):
@@ -1294,6 +1319,9 @@ cdef class Core:
 
     def agent_del(self, name):
         """`agent del`: delete the agent row and all its tiers (no existence check, no event)."""
+        self._agent_del(name, True)
+
+    cdef void _agent_del(self, object name, bint journal):
         cdef Agent a = self._agents.pop(name, None)
         cdef Tier t
         if a is not None:
@@ -1301,14 +1329,15 @@ cdef class Core:
             a.deleted = True
             self._async(a)
             for t in list(a.tiers):
-                self._drop_tier(t)
-            self._j("agents", "delete", (name,), {})
+                self._drop_tier(t, journal)
+            if journal:
+                self._j("agents", "delete", (name,), {})
         orphans = self._orphan_tiers.pop(name, None)
         if orphans:
             for t in list(orphans.values()):
-                self._drop_tier(t)
+                self._drop_tier(t, journal)
 
-    cdef void _drop_tier(self, Tier t):
+    cdef void _drop_tier(self, Tier t, bint journal=True):
         cdef Queue q
         if t.key:
             q = t.kq
@@ -1341,7 +1370,8 @@ cdef class Core:
         q2 = self._queues.get(t.queue)
         if q2 is not None:
             (<Queue>q2).rr_valid = False
-        self._j("tiers", "delete", (t.queue, t.agent_name), {})
+        if journal:
+            self._j("tiers", "delete", (t.queue, t.agent_name), {})
 
     def agent_set(self, key, name, value, now):
         """`agent set <key> <name> <value>` with the module's checks, side effects and events.
@@ -1527,6 +1557,176 @@ cdef class Core:
         if t.agent is not None:
             self._bookkeep_queues(t.agent, self._last_now)
         self._drop_tier(t)
+
+    # =========================================================================================
+    # several ccfast nodes (docs/cluster.md): holds, rows other nodes wrote, lost queues
+
+    def agent_hold(self, name, held):
+        """Another node holds (True) or released (False) this agent: a held agent is never offered
+        here (excluded like an agent with a live offer), its row and its indexes' keys are not
+        changed, no journal, no event. Kept by name: a hold set before the agent row exists here
+        applies when it arrives; `agent del` does not clear it. A live offer here is not touched."""
+        cdef bint h = bool(held)
+        if h:
+            self._holds.add(name)
+        else:
+            self._holds.discard(name)
+        a = self._agents.get(name)
+        if a is not None and bool((<Agent>a).held) != h:
+            (<Agent>a).held = h
+            self._async(<Agent>a)
+
+    def agent_held(self, name):
+        """Whether agent_hold(name, True) is in force."""
+        return name in self._holds
+
+    def held_agents(self):
+        """Names held by agent_hold, sorted."""
+        return sorted(self._holds, key=str)
+
+    def agent_apply(self, name, cols, now=None):
+        """Apply an agents row as another node wrote it: ``cols`` None deletes the row and its tiers
+        (like `agent del`), an unknown agent is inserted (missing columns as in load_rows), else the
+        given columns are set. Not journaled, no events, never cancels a live offer (use agent_set
+        for commands); every index (candidates, free/ready agents, sort keys, round-robin pointer,
+        external calls) follows. ``now`` (optional) is the time for the §4.7 bookkeeping of a status
+        change; default: the latest time the core has seen. Unknown columns raise ValueError."""
+        cdef Agent a
+        if now is not None:
+            self._touch(now)
+        if cols is None:
+            self._agent_del(name, False)
+            return
+        unknown = set(cols) - _AGENT_COLSET
+        if unknown:
+            raise ValueError(f"unknown column(s) for agents: {', '.join(sorted(unknown))}")
+        if "name" in cols and cols["name"] != name:
+            raise ValueError(f"agent_apply({name!r}) cannot rename to {cols['name']!r}")
+        x = self._agents.get(name)
+        if x is None:
+            row = dict(cols)
+            row["name"] = name
+            self._load_agent(row)
+            return
+        a = <Agent>x
+        cdef int what = 0
+        cdef bint status = False, ext = False, loc = False
+        if "status" in cols and cols["status"] != a.status:
+            self._bookkeep_queues(a, self._last_now)  # the passes until now saw the old status
+        for k, v in cols.items():
+            if k == "name":
+                continue
+            if k in AGENT_INT_COLS:
+                v = int(v or 0)
+            if getattr(a, k) == v:
+                continue
+            setattr(a, k, v)
+            if k == "status":
+                status = True
+            elif k == "last_bridge_end":
+                what |= W_LBE
+            elif k == "talk_time":
+                what |= W_TALK
+            elif k == "calls_answered":
+                what |= W_CALLS
+            elif k == "last_offered_call":
+                what |= W_LOC
+                loc = True
+            elif k == "external_calls_count":
+                ext = True
+        if loc:
+            self._rr_update(a)
+        if status:
+            self._reindex_agent(a)
+        elif what:
+            self._reindex_agent(a, what)
+        self._async(a)
+        if ext:
+            for t in a.tiers:
+                self._rtier(<Tier>t)
+
+    def tier_apply(self, queue, agent, cols, now=None):
+        """Apply a tiers row as another node wrote it: None deletes it, an unknown pair is inserted,
+        else state/level/position are set. Not journaled, no events; indexes follow."""
+        cdef Tier t
+        cdef long long v
+        cdef bint rekey = False
+        if now is not None:
+            self._touch(now)
+        t = self._find_tier(queue, agent)
+        if cols is None:
+            if t is not None:
+                if t.agent is not None:
+                    self._bookkeep_queues(t.agent, self._last_now)
+                self._drop_tier(t, False)
+            return
+        unknown = set(cols) - _TIER_COLSET
+        if unknown:
+            raise ValueError(f"unknown column(s) for tiers: {', '.join(sorted(unknown))}")
+        if cols.get("queue", queue) != queue or cols.get("agent", agent) != agent:
+            raise ValueError(f"tier_apply({queue!r}, {agent!r}) cannot move the row")
+        if t is None:
+            row = dict(cols)
+            row["queue"] = queue
+            row["agent"] = agent
+            self._load_tier(row)
+            return
+        if "state" in cols and cols["state"] != t.state:
+            t.state = _TIER_STATE_OBJ.get(cols["state"], cols["state"])
+            self._fsync(t)
+        if "level" in cols:
+            v = int(cols["level"] if cols["level"] is not None else 1)
+            if v != t.level:
+                t.level = <int>v
+                rekey = True
+        if "position" in cols:
+            v = int(cols["position"] if cols["position"] is not None else 1)
+            if v != t.position:
+                t.position = <int>v
+                rekey = True
+        if rekey:
+            self._tindex(t)
+
+    def queue_suspend(self, name, suspended):
+        """A queue this node lost (True) or got back (False). Suspended: no pass walks it, no
+        member timeouts, no discards, no next_change wake-ups for it; its rows stay in memory as
+        they are (nothing journaled, no events) and §4.7's last_agent_exist* do not advance.
+        Resumed: everything is tracked again from its rows (like queue_set, without resetting the
+        queue's counters). Joins, cancels and offer results for it still work while suspended."""
+        cdef Queue q = self._queues.get(name)
+        cdef Member m
+        cdef bint s = bool(suspended)
+        if q is None:
+            raise CoreError("Queue not found!")
+        if s == q.suspended:
+            return
+        self._bk_pre(q)  # the passes so far saw it as it was
+        q.suspended = s
+        q.tr_valid = False
+        self._hq(q)
+        self._aq(q)
+        if q.nc_ok:
+            q.nc_ok = False
+            self._nc_dirty.add(q)
+        if s:
+            return
+        if q.code == K_TD:
+            self._td_dirty.add(q)
+        for x in self._members.values():
+            m = <Member>x
+            if m.queue != name or m.deleted:
+                continue
+            if m.state == MS_WAITING or m.state == MS_TRYING:
+                self._pending.append(m)
+            elif m.state == MS_ABANDONED:
+                heappush(self._discard_heap, (self._discard_due(m, q), m.seq, m))
+            if m.has_loc:
+                heappush(self._rp_heap, (m.last_originated + self._rp_delay(q), m.seq, m))
+
+    def queue_suspended(self, name):
+        """Whether the queue is suspended (False for an unknown queue)."""
+        q = self._queues.get(name)
+        return q is not None and (<Queue>q).suspended
 
     # =========================================================================================
     # members (§3)
@@ -1751,7 +1951,7 @@ cdef class Core:
             for x in pending:
                 m = <Member>x
                 q = self._queues.get(m.queue)
-                if q is not None and self._selectable(m, q):
+                if q is not None and not q.suspended and self._selectable(m, q):  # (resume re-adds)
                     self._normalise(m, q)
         if self._pending_next:
             self._pending.extend(self._pending_next)
@@ -1766,7 +1966,7 @@ cdef class Core:
     # accounted just before the next change (_bk_pre) or read.
 
     cdef bint _bk_ev(self, Queue q, long long t):
-        if not q.members:
+        if q.suspended or not q.members:  # a suspended queue's members are not evaluated
             return False
         if q.code != K_RINGPROG:
             return True
@@ -1867,8 +2067,8 @@ cdef class Core:
         self._pass_now = now
         if dirty is not None:
             for x in dirty:
-                if self._queues.get((<Queue>x).name) is x:
-                    self._td_sweep(<Queue>x, now)
+                if self._queues.get((<Queue>x).name) is x and not (<Queue>x).suspended:
+                    self._td_sweep(<Queue>x, now)  # (a suspended queue is swept at its resume)
         # queues where some agent could be offered now: members and ready agents (kept by
         # _rtier/_hq as agents, tiers and members change; nothing here scans the free agents)
         self._advance(now)
@@ -1977,7 +2177,8 @@ cdef class Core:
         cdef long long waited, level = t.level
         self.n_rows += 1
         cdef bint reserved = False
-        cdef object ts
+        cdef object ts, prev_state
+        cdef Offer o
         # step 2: tier rules (§4.6)
         if q.tra and level > w.tier:
             waited = now - m.joined_epoch
@@ -2006,12 +2207,13 @@ cdef class Core:
             return 0
         if q.skip_ext and a.external_calls_count > 0:
             return 0
-        if a.offer is not None:  # ccfast: one live offer per agent, whatever its state says
+        if a.offer is not None or a.held:  # ccfast: one live offer per agent (cluster-wide)
             return 0
         # step 5: agent of another box
         if not a.c_single_box:
             return 1 if q.code == K_RINGALL else 0
         # step 6: reservation
+        prev_state = a.state
         if self.reserve_agents:
             if not (a.state == AS_WAITING and (a.status == ST_AVAILABLE or a.status == ST_ON_DEMAND)):
                 return 0
@@ -2029,7 +2231,9 @@ cdef class Core:
                 self._state_ev(a.name, AS_WAITING)
             return 1
         # step 8: the offer
-        offers.append(self._start_offer(m, q, t, now))
+        o = self._start_offer(m, q, t, now)
+        o.prev_state = prev_state  # before the reservation
+        offers.append(o)
         return 0 if q.code == K_RINGALL else 1
 
     cdef bint _claim(self, Member m, Queue q, Agent a):
@@ -2077,6 +2281,13 @@ cdef class Core:
         o.snap_noans = a.no_answer_delay_time
         o.no_answer_status = q.no_answer_status
         o.phase = P_RINGING
+        o.prev_state = a.state
+        o.prev_loc = a.last_offered_call
+        o.prev_tier_state = t.state
+        o.prev_has_loc = m.has_loc
+        o.prev_lo = m.last_originated
+        o.prev_td_level = m.td_level
+        o.prev_td_pos = m.td_pos
         self._offers[o.offer_id] = o
         m.offers.append(o)
         if m.session_uuid:  # channel variables exist only on a live member channel
@@ -2112,6 +2323,10 @@ cdef class Core:
                 other.state = TS_STANDBY
                 self._jt(other, {"state": TS_STANDBY})
                 self._fsync(other)
+                if o.standby is None:
+                    o.standby = [other]
+                else:
+                    o.standby.append(other)
         self._offering_ev(q, a, m)
         return o
 
@@ -2200,7 +2415,7 @@ cdef class Core:
             if m.deleted or m.state != MS_ABANDONED or m.instance_id != self.instance_id:
                 continue
             q = self._queues.get(m.queue)
-            if q is None:
+            if q is None or q.suspended:  # queue_suspend(.., False) pushes it again
                 continue
             due = self._discard_due(m, q)
             if due > now:
@@ -2253,7 +2468,7 @@ cdef class Core:
             t, seq, x = self._rp_heap[0]
             m = <Member>x
             q = self._queues.get(m.queue)
-            if t <= now or m.deleted or q is None or not m.in_idx or not m.has_loc:
+            if t <= now or m.deleted or q is None or q.suspended or not m.in_idx or not m.has_loc:
                 heappop(self._rp_heap)
                 continue
             if best == NO_ENTRY or t < best:
@@ -2262,7 +2477,7 @@ cdef class Core:
         while self._discard_heap:
             t, seq, x = self._discard_heap[0]
             m = <Member>x
-            if m.deleted or m.state != MS_ABANDONED:
+            if m.deleted or m.state != MS_ABANDONED or self._q_suspended(m.queue):
                 heappop(self._discard_heap)
                 continue
             if t <= now:
@@ -2341,6 +2556,8 @@ cdef class Core:
         cdef long long best = -1, t, mw, N, R, E, A, bound
         cdef Py_ssize_t i
         cdef Member m
+        if q.suspended:
+            return -1
         if q.members and q.tra:
             if not q.tr_valid or (q.tr_next != -1 and q.tr_next <= now):
                 q.tr_next = self._tier_rule_next(q, now)
@@ -2396,13 +2613,14 @@ cdef class Core:
         for x in self._rp_heap:
             m = <Member>x[2]
             t = x[0]
-            if t <= now or m.deleted or self._queues.get(m.queue) is None or not m.in_idx or not m.has_loc:
+            if (t <= now or m.deleted or self._queues.get(m.queue) is None or self._q_suspended(m.queue)
+                    or not m.in_idx or not m.has_loc):
                 continue
             if best is None or t < best:
                 best = t
         for x in self._discard_heap:
             m = <Member>x[2]
-            if m.deleted or m.state != MS_ABANDONED:
+            if m.deleted or m.state != MS_ABANDONED or self._q_suspended(m.queue):
                 continue
             t = max(<long long>x[0], now + 1)
             if best is None or t < best:
@@ -2681,6 +2899,88 @@ cdef class Core:
                   ("CC-Member-Joined-Time", o.joined_epoch)])
         self._final_cleanup(o, tier_result, False)
 
+    def offer_withdrawn(self, long long offer_id, long long now, held_elsewhere=None):
+        """A ringing offer that never reached FreeSWITCH (cluster: the agent's claim failed). Undoes
+        exactly what the offer did, no penalty: the agent's state (as before any reservation) and
+        last_offered_call, the offering tier's state, the tiers it set Standby, the member's claim
+        (back to Waiting; ring members keep their marker) and its ring-progressively / top-down
+        channel variables. Each value is restored only if it still holds what the offer wrote.
+
+        ``held_elsewhere`` (default: whether agent_hold holds the agent now): True -> the holder
+        owns the agent's row and its events, so nothing is journaled for the agent or its tiers and
+        no event is fired; False -> the agent/tier restorations are journaled and a compensating
+        ``agent-state-change`` (the restored state) is fired, so consumers that saw `Receiving` do
+        not keep it. No bridge-agent-fail (no leg existed), nothing more about agent-offering. The
+        member's row changes are always journaled (this node owns its queue)."""
+        self._touch(now)
+        cdef Offer o = self._live(offer_id, P_RINGING)
+        cdef Member m = o.m
+        cdef Agent a = o.a
+        cdef Tier t
+        cdef dict cols
+        cdef bint quiet = a.held if held_elsewhere is None else bool(held_elsewhere)
+        cdef int code = _scode(o.strategy)
+        o.phase = P_DONE
+        self._offers.pop(o.offer_id, None)
+        if o in m.offers:
+            m.offers.remove(o)
+        # the member
+        if not m.deleted and m.instance_id == self.instance_id:
+            if m.mq is not None:
+                self._bk_pre(m.mq)  # the channel variables below gate ring-progressively
+            cols = {}
+            if (code != K_RINGALL and code != K_RINGPROG and m.state == MS_TRYING
+                    and m.serving_agent == o.agent and m.serving_system == o.agent_system):
+                m.state = MS_WAITING
+                m.serving_agent = ""
+                m.serving_system = ""
+                cols = {"state": MS_WAITING, "serving_agent": "", "serving_system": ""}
+            if m.session_uuid:
+                if code == K_RINGPROG and m.has_loc and m.last_originated == o.created:
+                    m.has_loc = o.prev_has_loc
+                    m.last_originated = o.prev_lo
+                if code == K_TD and m.td_level == o.level and m.td_pos == o.position:
+                    m.td_level = o.prev_td_level
+                    m.td_pos = o.prev_td_pos
+            if cols:
+                self._jm(m, cols)
+            self._msync(m)
+            if m.in_idx:
+                self._pending.append(m)
+        # the agent's tiers
+        if not a.deleted:
+            t = self._atier(a, o.queue)
+            if t is not None and t.state == TS_OFFERING:
+                t.state = o.prev_tier_state
+                if not quiet:
+                    self._jt(t, {"state": t.state})
+                self._fsync(t)
+            if o.standby is not None:
+                for x in o.standby:
+                    t = <Tier>x
+                    if t.state == TS_STANDBY and self._atier(a, t.queue) is t:
+                        t.state = TS_READY
+                        if not quiet:
+                            self._jt(t, {"state": TS_READY})
+                        self._fsync(t)
+        # the agent
+        if a.offer is o:
+            a.offer = None
+        cols = {}
+        if a.state == AS_RECEIVING:
+            a.state = o.prev_state
+            cols["state"] = a.state
+        if a.last_offered_call == o.created and o.prev_loc != o.created:
+            a.last_offered_call = o.prev_loc
+            cols["last_offered_call"] = o.prev_loc
+            self._rr_update(a)
+            self._reindex_agent(a, W_LOC)
+        self._async(a)
+        if cols and not quiet and not a.deleted:
+            self._ja(a, cols)
+            if "state" in cols:
+                self._state_ev(a.name, a.state)
+
     cdef void _final_cleanup(self, Offer o, object tier_result, bint bridged):
         """§5.8: tier of Q back to the result, Standby tiers elsewhere back to Ready, agent
         Waiting (Idle after a bridged call taken in Available (On Demand))."""
@@ -2772,9 +3072,9 @@ cdef class Core:
             q = <Queue>x
             if q.nready != count.get(q, 0):
                 out.append(f"queue {q.name}: nready {q.nready}, expected {count.get(q, 0)}")
-            if (q in self._hot_qs) != bool(count.get(q, 0) and q.members):
+            if (q in self._hot_qs) != bool(count.get(q, 0) and q.members and not q.suspended):
                 out.append(f"queue {q.name}: in hot set {q in self._hot_qs}, members {len(q.members)}")
-            if (q in self._app_qs) != bool(q.inapp):
+            if (q in self._app_qs) != bool(q.inapp and not q.suspended):
                 out.append(f"queue {q.name}: in timer set {q in self._app_qs}, inapp {len(q.inapp)}")
         for x in self._hot_qs:
             if self._queues.get((<Queue>x).name) is not x:
