@@ -209,6 +209,8 @@ cdef class Tier:
     cdef public Agent agent
     # key: in kq.idx; in_f: in kq.fidx; in_r: counted in kq.nready (bytes: keeps the object at 112 B)
     cdef public unsigned char key, in_f, in_r
+    # sb: set Standby by its agent's live offer (offer_withdrawn puts back only those)
+    cdef public unsigned char sb
     cdef public long long k0, k1, k2
     cdef public Queue kq  # the queue whose index holds this tier
 
@@ -307,10 +309,9 @@ cdef class Offer:
     cdef object answered_uuid
     cdef int phase
     # what the offer changed, for offer_withdrawn: the agent's state before the offer (before a
-    # reservation), its last_offered_call, the offering tier's state, the tiers it set Standby
-    # (None: none), the member's ring-progressively / top-down channel variables
+    # reservation), its last_offered_call, the offering tier's state (the tiers it set Standby
+    # carry Tier.sb), the member's ring-progressively / top-down channel variables
     cdef object prev_state, prev_tier_state
-    cdef list standby
     cdef long long prev_loc, prev_lo, prev_td_level, prev_td_pos
     cdef bint prev_has_loc
 
@@ -1536,6 +1537,7 @@ cdef class Core:
             if S.canonical(value or "", S.TIER_STATES) is None:
                 raise CoreError("Invalid Tier State!")
             t.state = _TIER_STATE_OBJ.get(value, value)
+            t.sb = False
             self._jt(t, {"state": value})
             self._fsync(t)
         elif k == "level":
@@ -1673,6 +1675,7 @@ cdef class Core:
             return
         if "state" in cols and cols["state"] != t.state:
             t.state = _TIER_STATE_OBJ.get(cols["state"], cols["state"])
+            t.sb = False
             self._fsync(t)
         if "level" in cols:
             v = int(cols["level"] if cols["level"] is not None else 1)
@@ -2323,10 +2326,7 @@ cdef class Core:
                 other.state = TS_STANDBY
                 self._jt(other, {"state": TS_STANDBY})
                 self._fsync(other)
-                if o.standby is None:
-                    o.standby = [other]
-                else:
-                    o.standby.append(other)
+                other.sb = True
         self._offering_ev(q, a, m)
         return o
 
@@ -2955,10 +2955,11 @@ cdef class Core:
                 if not quiet:
                     self._jt(t, {"state": t.state})
                 self._fsync(t)
-            if o.standby is not None:
-                for x in o.standby:
-                    t = <Tier>x
-                    if t.state == TS_STANDBY and self._atier(a, t.queue) is t:
+            for x in a.tiers:
+                t = <Tier>x
+                if t.sb:
+                    t.sb = False
+                    if t.state == TS_STANDBY:
                         t.state = TS_READY
                         if not quiet:
                             self._jt(t, {"state": TS_READY})
@@ -2990,6 +2991,7 @@ cdef class Core:
         if not a.deleted:
             for x in a.tiers:
                 t = <Tier>x
+                t.sb = False
                 if t.queue == o.queue:
                     if t.state == TS_ACTIVE or t.state == TS_STANDBY or t.state == TS_OFFERING:
                         t.state = tier_result
