@@ -55,13 +55,22 @@ def encode_sendevent(rendered: list[tuple[str, str]]) -> Encoded:
 
     A header whose value holds a line break cannot be carried by ``sendevent`` (FreeSWITCH reads
     one header per line) and is left out, as is one with an unusable name."""
-    return Encoded.frame(_SENDEVENT_LINE, [(n, v) for n, v in rendered if _sendable(n, v)])
+    names = _NAME_OK
+    return Encoded.frame(_SENDEVENT_LINE, [
+        (n, v) for n, v in rendered
+        if (names.get(n) or _check_name(n)) and "\n" not in v and "\r" not in v
+    ])
 
 
-def _sendable(name: str, value: str) -> bool:
-    if "\n" in value or "\r" in value:
-        return False
-    return bool(name) and not (":" in name or " " in name or "\n" in name or name.lower() == "content-length")
+_NAME_OK: dict[str, bool] = {}  # header name -> usable in sendevent (names repeat on every call)
+
+
+def _check_name(name: str) -> bool:
+    ok = bool(name) and not (":" in name or " " in name or "\n" in name or "\r" in name
+                             or name.lower() == "content-length")
+    if len(_NAME_OK) < 100_000:
+        _NAME_OK[name] = ok
+    return ok
 
 
 def render(
