@@ -13,7 +13,8 @@ Usage::
     port = await nursery.start(serve_outbound, handler, "127.0.0.1", 0)
 
 Contract: commands are FIFO-matched like on the inbound client; events and disconnect notices go
-to ``session.events`` (a bounded :class:`EventQueue`, same overflow policy). ``linger_notice``
+to ``session.events`` (a bounded :class:`EventQueue`, same overflow policy), or to a callback set
+with ``on_events``. ``linger_notice``
 is set by the ``Content-Disposition: linger`` notice (the channel hung up; events may still
 follow), ``disconnect_notice`` by the ``disconnect`` one (FreeSWITCH then closes).
 ``hangup_complete`` is set on CHANNEL_HANGUP_COMPLETE or any notice. The connection is closed
@@ -53,6 +54,7 @@ class OutboundSession:
         self.disconnect_notice: DisconnectNotice | None = None
         self.hangup_complete = trio.Event()
         self.closed = self._link.closed
+        self._handler: Callable[[Any], None] | None = None
         try:
             peer = stream.socket.getpeername()  # type: ignore[attr-defined]
             self.peer = f"{peer[0]}:{peer[1]}"
@@ -68,7 +70,35 @@ class OutboundSession:
             self.hangup_complete.set()
         elif isinstance(msg, Event) and msg.name == "CHANNEL_HANGUP_COMPLETE":
             self.hangup_complete.set()
-        self.events.put(msg)
+        if self._handler is not None:
+            self._deliver(msg)
+        else:
+            self.events.put(msg)
+
+    def on_events(self, handler: Callable[[Any], None] | None) -> None:
+        """Deliver events and notices to ``handler(msg)`` from the reader, instead of queueing
+        them in ``events`` (no task per connection needed to consume them); ``handler(None)``
+        once the connection has closed. What was queued before is delivered first, at once.
+        ``None`` switches back to queueing. The handler must not block; its exceptions are
+        logged, never raised into the reader."""
+        self._handler = handler
+        if handler is None:
+            return
+        while len(self.events):
+            self._deliver(self.events.get_nowait())
+        if self.events._closed:
+            self._deliver(None)
+
+    def _deliver(self, msg: Any) -> None:
+        try:
+            self._handler(msg)  # type: ignore[misc]
+        except Exception:
+            log.exception("outbound event handler failed for %s", self.peer)
+
+    def _reader_done(self) -> None:
+        self.events.close()
+        if self._handler is not None:
+            self._deliver(None)
 
     # -- commands --------------------------------------------------------------------------
     async def command(self, cmd: Command) -> CommandReply | ApiResponse | ChannelData:
@@ -197,4 +227,4 @@ async def serve_outbound(handler: Callable[[OutboundSession], Awaitable[Any]],
 
 async def _read(session: OutboundSession, nursery: trio.Nursery) -> None:
     await session._link.reader()
-    session.events.close()
+    session._reader_done()

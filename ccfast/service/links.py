@@ -181,7 +181,19 @@ class MemberLinkAdapter:
         return await self.session.api(command)
 
     async def next_event(self) -> Mapping[str, str]:
-        message = await self.session.events.get()
+        return self._received(await self.session.events.get())
+
+    def on_event(self, handler) -> None:
+        """Call ``handler(event)`` for each event as the reader gets it (what ``next_event``
+        would return, in order), ``handler(None)`` once the socket has closed; ``None`` stops.
+        A waiting caller then needs no task of its own to read its events."""
+        if handler is None:
+            self.session.on_events(None)
+            return
+        received = self._received
+        self.session.on_events(lambda message: handler(None if message is None else received(message)))
+
+    def _received(self, message) -> Mapping[str, str]:
         if getattr(message, "disposition", None) is not None or getattr(message, "get", None) is None:
             return {"Event-Name": "DISCONNECT_NOTICE"}  # the channel is gone (linger/disconnect)
         # keep the channel's variables current: mod_callcenter reads them live (exit keys,

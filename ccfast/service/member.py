@@ -133,13 +133,17 @@ class MemberSession:
                 f"uuid_setvar_multi {self.session_uuid} cc_side=member;cc_member_uuid={self.member_uuid};"
                 f"cc_agent_found=;cc_agent_bridged=;cc_queue_joined_epoch={now};cc_queue={queue}"
             )
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._read_events, nursery.cancel_scope)
-                if params.announce_sound and params.announce_frequency > 0:
+            # the channel's events are handled as the socket's reader gets them: no task per caller
+            self.link.on_event(self._on_link_event)
+            if params.announce_sound and params.announce_frequency > 0:
+                async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._announce, params.announce_sound, params.announce_frequency)
+                    await self._wait()
+                    nursery.cancel_scope.cancel()
+            else:
                 await self._wait()
-                nursery.cancel_scope.cancel()
         finally:
+            self.link.on_event(None)
             await self._exit()
 
     async def _start_waiting(self, setvars: str) -> None:
@@ -160,14 +164,13 @@ class MemberSession:
             self._changed = trio.Event()
             await self._changed.wait()
 
-    async def _read_events(self, scope: trio.CancelScope) -> None:
-        try:
-            while True:
-                event = await self.link.next_event()
-                self._on_event(event)
-        except (trio.EndOfChannel, trio.ClosedResourceError, trio.BrokenResourceError):
+    def _on_link_event(self, event) -> None:
+        """One event of the member channel, or None: the socket has closed."""
+        if event is None:
             self.gone = True
             self._poke()
+        else:
+            self._on_event(event)
 
     def _on_event(self, event) -> None:
         name = event.get("Event-Name")

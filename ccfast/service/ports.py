@@ -62,4 +62,8 @@ class MemberLink(Protocol):
     async def next_event(self):
         """The channel's next event (``myevents``); raises ``trio.EndOfChannel`` when closed."""
 
+    def on_event(self, handler) -> None:
+        """Deliver the channel's events to ``handler(event)`` as they arrive (``handler(None)``
+        when the connection closed) instead of ``next_event``; ``None`` switches back."""
+
     async def aclose(self) -> None: ...
