@@ -126,6 +126,19 @@ class Core:
 
     # rows
     def load_rows(self, table: str, rows: Iterable[dict]) -> None: ...
+    def load_recovered(self, rows: dict[str, Iterable[dict]], now: int, readopt_window: int | None = None,
+                       reset_agents: bool = True) -> dict[str, int]:
+        """Load a crashed ccfast's rows and return them to definite states (changes journaled as
+        updates, no events): single_box agents Receiving/Reserved/In a queue call -> Waiting (uuid ''
+        unless uuid-standby), external_calls_count 0; their Offering/Active Inbound/Standby tiers ->
+        Ready (only with reset_agents); this instance's Waiting/Trying members -> Abandoned,
+        session_uuid '', abandoned_epoch=now, re-adoptable by their session uuid for readopt_window
+        s (None: the queue's discard-abandoned-after); other non-Abandoned members of this instance
+        -> Abandoned, session '' (§1.5). Returns {agents_reset, tiers_reset, readopt, abandoned}."""
+    def readopt_sessions(self, now: int) -> dict[str, str]:
+        """{session uuid: member uuid} still re-adoptable at now."""
+    def readopt_forget(self, session_uuid: str) -> bool:
+        """The channel is gone: stop waiting for it; True if it was waited for."""
     def rows(self, table: str) -> list[dict]:
         """agents by name, tiers by (queue, agent), members by creation order (seq)."""
 
@@ -143,7 +156,12 @@ class Core:
     def member_join(self, queue: str, member_uuid: str, session_uuid: str, cid_number: str, cid_name: str,
                     system_epoch: int, base_score: int, now: int) -> Join:
         """``base_score`` = atoi(cc_base_score); the core adds now - system_epoch for
-        time-base-score=system. ``now`` is also the watchdog's t_called."""
+        time-base-score=system. ``now`` is also the watchdog's t_called.
+        A ``session_uuid`` re-adoptable after load_recovered (same queue, within its window)
+        resumes that row first, whatever abandoned-resume-allowed says: uuid, joined_epoch,
+        base_score, seq, rejoined_epoch and the watchdog's t_called as before the crash;
+        abandoned_epoch restored; state Waiting, serving_agent the ring marker or ''; events
+        member-queue-resume + members-count; Join.resumed is True."""
     def member_cancel(self, member_uuid: str, reason: str, now: int) -> list[Cancel]:
         """No-op (returns []) for a member whose row is already gone."""
     def member_answered_exit(self, member_uuid: str) -> None: ...  # no-op for an unknown member

@@ -65,6 +65,10 @@ cdef tuple AGENT_INT_COLS = (
     "last_bridge_start", "last_bridge_end", "last_offered_call", "last_status_change",
     "no_answer_count", "calls_answered", "talk_time", "ready_time", "external_calls_count",
 )
+cdef frozenset _TRANSIENT_AGENT_STATES = frozenset(
+    x.lower() for x in (S.STATE_RECEIVING, S.STATE_RESERVED, S.STATE_IN_A_QUEUE_CALL))
+cdef frozenset _TRANSIENT_TIER_STATES = frozenset(
+    x.lower() for x in (S.TIER_OFFERING, S.TIER_ACTIVE_INBOUND, S.TIER_STANDBY))
 cdef frozenset _AGENT_COLSET = frozenset(S.AGENTS_COLUMNS)
 cdef frozenset _TIER_COLSET = frozenset(S.TIERS_COLUMNS)
 cdef tuple MEMBER_INT_COLS = (
@@ -1026,7 +1030,14 @@ cdef class Core:
 
     cdef long long _discard_due(self, Member m, Queue q):
         cdef long long epoch = m.abandoned_epoch if m.abandoned_epoch else m.joined_epoch
-        return epoch + q.discard_after + 1
+        cdef long long due = epoch + q.discard_after + 1, u
+        if self._readopt_m:  # a re-adoptable row is kept until its window is over
+            session = self._readopt_m.get(m.uuid)
+            if session is not None:
+                u = self._readopt_until(<tuple>self._readopt[session], q) + 1
+                if u > due:
+                    due = u
+        return due
 
     cdef inline bint _q_suspended(self, object name):
         q = self._queues.get(name)
@@ -1277,6 +1288,132 @@ cdef class Core:
         self._msync(m)
         if m.state == MS_WAITING or m.state == MS_TRYING:
             self._pending.append(m)
+
+    def load_recovered(self, rows, long long now, readopt_window=None, reset_agents=True):
+        """Load the rows a crashed ccfast left (``{table: rows}``) and return them to definite
+        states; the changes are journaled as updates (the loading itself is not), no events.
+
+        * agents with instance_id ``single_box`` (when ``reset_agents``; a cluster node passes
+          False, other nodes may be using them): state Receiving / Reserved / In a queue call
+          (case-insensitive) -> Waiting, with uuid '' unless the type is uuid-standby;
+          external_calls_count -> 0 (the tracked channels' hangups were lost), as §1.5;
+        * their tiers: Offering / Active Inbound / Standby -> Ready;
+        * members of this instance: Waiting/Trying -> Abandoned, session_uuid '', abandoned_epoch =
+          ``now`` (so discard-abandoned-after counts from the restart); any other non-Abandoned row
+          (Answered: the bridged call goes on without us) -> Abandoned, session_uuid '' with
+          abandoned_epoch untouched, exactly as §1.5. Rows of other instances are loaded as given.
+
+        A Waiting/Trying member with a session uuid is kept re-adoptable for ``readopt_window``
+        seconds after ``now`` (None: its queue's discard-abandoned-after): ``member_join`` with
+        that session uuid in the same queue resumes the row (see member_join) even where
+        abandoned-resume-allowed is false. Its discard waits for the window. Returns counts:
+        agents_reset, tiers_reset, readopt, abandoned."""
+        cdef dict out = {"agents_reset": 0, "tiers_reset": 0, "readopt": 0, "abandoned": 0}
+        cdef list journal = []
+        cdef list cands = []
+        cdef Member m
+        cdef long long window = -1
+        cdef dict ch
+        self._touch(now)
+        if readopt_window is not None:
+            window = int(readopt_window)
+            if window < 0:
+                raise ValueError(f"readopt_window must be >= 0, got {readopt_window!r}")
+        for table in rows:
+            if table not in S.TABLE_COLUMNS:
+                raise ValueError(f"unknown table {table!r}; expected one of {', '.join(S.TABLE_COLUMNS)}")
+        agents = [dict(r) for r in (rows.get("agents") or ())]
+        tiers = [dict(r) for r in (rows.get("tiers") or ())]
+        members = [dict(r) for r in (rows.get("members") or ())]
+        reset = set()
+        seen = set()
+        if reset_agents:
+            for r in agents:
+                if r.get("instance_id") != SINGLE_BOX:  # §1.5 matches the literal
+                    continue
+                reset.add(r.get("name"))
+                ch = {}
+                if _low(r.get("state")) in _TRANSIENT_AGENT_STATES:
+                    ch["state"] = AS_WAITING
+                    if _low(r.get("type")) != LOW_UUID_STANDBY and r.get("uuid"):
+                        ch["uuid"] = ""
+                if int(r.get("external_calls_count") or 0) != 0:
+                    ch["external_calls_count"] = 0
+                if ch:
+                    r.update(ch)
+                    journal.append(("agents", "update", (r.get("name"),), ch))
+                    out["agents_reset"] += 1
+            for r in tiers:
+                if r.get("agent") in reset and _low(r.get("state")) in _TRANSIENT_TIER_STATES:
+                    r["state"] = TS_READY
+                    journal.append(("tiers", "update", (r.get("queue"), r.get("agent")), {"state": TS_READY}))
+                    out["tiers_reset"] += 1
+        for r in members:
+            if r.get("instance_id") != self.instance_id:
+                continue
+            state = r.get("state")
+            session = r.get("session_uuid") or ""
+            if state == MS_WAITING or state == MS_TRYING:
+                ch = {"state": MS_ABANDONED, "session_uuid": "", "abandoned_epoch": now}
+                if session and session not in self._readopt and session not in seen:
+                    seen.add(session)  # (two rows with one channel: the first is re-adoptable)
+                    cands.append((r.get("uuid", ""), session, int(r.get("abandoned_epoch") or 0),
+                                  int(r.get("rejoined_epoch") or 0) or int(r.get("joined_epoch") or 0)))
+            elif state != MS_ABANDONED or session:
+                ch = {"state": MS_ABANDONED, "session_uuid": ""}
+            else:
+                continue
+            r.update(ch)
+            journal.append(("members", "update", (r.get("uuid", ""),), ch))
+            out["abandoned"] += 1
+        self.load_rows("agents", agents)
+        self.load_rows("tiers", tiers)
+        self.load_rows("members", members)
+        for uuid, session, ab, t_called in cands:
+            m = <Member>self._members[uuid]
+            self._readopt[session] = (m, now, window, ab, t_called)
+            self._readopt_m[uuid] = session
+            q = self._queues.get(m.queue)
+            if q is not None:  # its discard waits for the window
+                heappush(self._discard_heap, (self._discard_due(m, <Queue>q), m.seq, m))
+            out["readopt"] += 1
+        self._journal.extend(journal)
+        return out
+
+    cdef long long _readopt_until(self, tuple e, Queue q):
+        """The last second a re-adoptable member's channel may come back."""
+        return <long long>e[1] + (<long long>e[2] if <long long>e[2] >= 0 else q.discard_after)
+
+    cdef void _readopt_drop(self, object uuid):
+        session = self._readopt_m.pop(uuid, None)
+        if session is not None:
+            self._readopt.pop(session, None)
+
+    def readopt_sessions(self, long long now):
+        """{session uuid: member uuid} of the rows still waiting for their channel at ``now``
+        (the service may check these channels on the boxes and forget the ones that are gone)."""
+        out = {}
+        for session, e in self._readopt.items():
+            m = <Member>e[0]
+            q = self._queues.get(m.queue)
+            if (not m.deleted and m.state == MS_ABANDONED
+                    and (q is None or now <= self._readopt_until(<tuple>e, <Queue>q))):
+                out[session] = m.uuid
+        return out
+
+    def readopt_forget(self, session_uuid):
+        """The channel is known gone: stop waiting for it (the row stays Abandoned and is
+        discarded by discard-abandoned-after from the restart). Returns whether it was waited for."""
+        cdef Member m
+        e = self._readopt.get(session_uuid)
+        if e is None:
+            return False
+        m = <Member>e[0]
+        self._readopt_drop(m.uuid)
+        q = self._queues.get(m.queue)
+        if q is not None and not m.deleted and m.state == MS_ABANDONED:
+            heappush(self._discard_heap, (self._discard_due(m, <Queue>q), m.seq, m))
+        return True
 
     def rows(self, table):
         """All rows as dicts: agents by name, tiers by (queue, agent), members by creation order."""
@@ -1744,11 +1881,23 @@ cdef class Core:
         cdef Queue q = self._queues.get(queue)
         cdef Member m = None
         cdef Member c
+        cdef object ro = None
+        cdef long long t_called = now
         if q is None:
             raise CoreError("Queue not found!")
         cid_number = cid_number or ""
         cid_name = cid_name or ""
-        if q.resume:
+        if self._readopt and session_uuid:  # the same channel back after a crash (load_recovered)
+            ro = self._readopt.get(session_uuid)
+            if ro is not None:
+                c = <Member>ro[0]
+                if (c.deleted or c.state != MS_ABANDONED or c.queue != queue
+                        or now > self._readopt_until(<tuple>ro, q)):
+                    self._readopt_drop(c.uuid)
+                    ro = None
+                else:
+                    m = c
+        if m is None and q.resume:
             rows = self._abandoned.get((queue, cid_number))
             if rows:
                 for x in rows.values():
@@ -1758,7 +1907,24 @@ cdef class Core:
                         m = c
                 if m is not None and m.abandoned_epoch == 0:
                     m = None
-        if m is not None:  # resume: keeps uuid, joined_epoch, base_score, seq (§3.2 step 7)
+        if ro is not None:  # re-adoption: the crash is invisible, the row is as before it
+            code = q.code
+            marker = RING_ALL if code == K_RINGALL else (RING_PROG if code == K_RINGPROG else "")
+            m.session_uuid = session_uuid
+            m.state = MS_WAITING
+            m.serving_agent = marker
+            m.serving_system = ""
+            m.abandoned_epoch = <long long>ro[3]
+            m.instance_id = self.instance_id
+            self._jm(m, {"session_uuid": session_uuid, "state": MS_WAITING, "serving_agent": marker,
+                         "serving_system": "", "abandoned_epoch": m.abandoned_epoch,
+                         "instance_id": self.instance_id})
+            t_called = <long long>ro[4]
+            self._readopt_drop(m.uuid)
+            action = S.ACTION_MEMBER_QUEUE_RESUME
+        elif m is not None:  # resume: keeps uuid, joined_epoch, base_score, seq (§3.2 step 7)
+            if self._readopt_m:
+                self._readopt_drop(m.uuid)
             m.session_uuid = session_uuid
             m.state = MS_WAITING
             m.rejoined_epoch = now
@@ -1797,7 +1963,7 @@ cdef class Core:
         m.agent_found = False
         m.in_app = True
         m.reported = False
-        m.t_called = now
+        m.t_called = t_called
         if m.akey is not None:  # re-sort in the timer index with the new entry time
             self._remove_sorted(q.inapp, m.akey)
             m.akey = None
@@ -2427,6 +2593,8 @@ cdef class Core:
         return out
 
     cdef void _delete_member(self, Member m):
+        if self._readopt_m:
+            self._readopt_drop(m.uuid)
         self._j("members", "delete", (m.uuid,), {})
         m.deleted = True
         m.in_app = False
