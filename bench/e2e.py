@@ -335,7 +335,7 @@ def single_step(a) -> int:
                             profile_to=prof)
         elif kind == "deep":
             step = run_step(mode, {"workload": "deep", "callers": n, "frees": 10, "fill_cps": 400.0,
-                                   "fill_timeout": 60.0}, per_queue=10, talk=None, status="Logged Out",
+                                   "fill_timeout": 240.0}, per_queue=10, talk=None, status="Logged Out",
                             profile_to=prof)
         else:
             raise SystemExit(f"unknown step kind {kind!r}: steady, burst or deep")
