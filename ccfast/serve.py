@@ -16,7 +16,9 @@ Leaving the nursery (cancel, SIGTERM in the CLI) flushes the journal before retu
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import logging
 
 import trio
@@ -78,7 +80,32 @@ def core_rows(core) -> dict[str, list[dict]]:
     return {table: core.rows(table) for table in TABLES}
 
 
+GC_THRESHOLD = (20_000, 50, 100)  # gen0 every 20k net allocations instead of 700
+
+
+@contextlib.contextmanager
+def _service_gc():
+    """Fewer cyclic-GC passes while serving; the state loaded at start is frozen out of them.
+
+    A call allocates thousands of short-lived objects (frames, events, trio's scopes); with the
+    default threshold (700) the collector ran many times per call and rescanned the long-lived
+    core/config objects. Measured at 200 calls/s: 3.6–3.8 -> 3.2 ms of CPU per call, same RSS.
+    The previous settings are restored on exit (tests run several services in one process)."""
+    before = gc.get_threshold()
+    gc.set_threshold(*GC_THRESHOLD)
+    try:
+        yield gc.freeze
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
 async def run(cfg: configmod.Config, *, clock: Clock | None = None, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    with _service_gc() as freeze:
+        await _run(cfg, clock, freeze, task_status)
+
+
+async def _run(cfg: configmod.Config, clock: Clock | None, freeze, task_status) -> None:
     async with trio_asyncio.open_loop():
         clock = clock or Clock()
         core = new_core(cfg)
@@ -87,6 +114,7 @@ async def run(cfg: configmod.Config, *, clock: Clock | None = None, task_status=
             await load_state(store, cfg, core, clock.now())
             core.drain_journal()  # the snapshot below carries this state
             core.drain_events()
+            freeze()  # config, core and loaded rows live as long as the process
             writer_config = WriterConfig(
                 max_delay=cfg.ccfast.store_batch_ms / 1000.0, max_batch_rows=cfg.ccfast.store_max_batch,
                 max_backlog=max(100_000, cfg.ccfast.store_max_batch),
