@@ -89,6 +89,12 @@ class OracleDispatchCore:
         self.core.load_rows(table, rows)
         self._stale = True
 
+    def load_recovered(self, rows: dict, now: int, **kwargs) -> dict:
+        """Crash recovery at start (``Core.load_recovered``): SQLite is rebuilt before the next pass."""
+        result = self.core.load_recovered(rows, now, **kwargs)
+        self._stale = True
+        return result
+
     # -- the journal mirror ---------------------------------------------------------------------
     def drain_journal(self) -> list:
         """The core's journal since the last drain (same contract as ``Core.drain_journal``)."""

@@ -61,7 +61,13 @@ def new_core(cfg: configmod.Config):
 
 
 async def load_state(store, cfg: configmod.Config, core, now: int) -> None:
-    """Schema, startup reset, rows → core, then the XML config on top (§1.4, §1.5, §2.6)."""
+    """Schema, rows → core with crash recovery, then the XML config on top (§1.4, §1.5, §2.6).
+
+    mod_callcenter's startup reset (§1.5) is done in the core (``load_recovered``): agents and
+    tiers return to definite states and this instance's callers become Abandoned, as the module
+    leaves them, but a caller whose channel comes back (the dialplan fallback after ``socket``
+    re-enters ccfast) within the queue's discard window is re-adopted at its old place.
+    """
     await store.connect_with_retry()
     await store.ensure_schema()
     settings = cfg.settings
@@ -69,10 +75,15 @@ async def load_state(store, cfg: configmod.Config, core, now: int) -> None:
         settings.cc_instance_id,
         truncate_agents=settings.truncate_agents_on_load,
         truncate_tiers=settings.truncate_tiers_on_load,
+        reset=False,
     )
     rows = await store.load_rows()
-    for table in ("agents", "tiers", "members"):
-        core.load_rows(table, rows.get(table) or [])
+    # queues first: re-adoption windows come from the queues' discard-abandoned-after
+    for src in cfg.queue_sources:
+        configmod.resolve_queue(core, cfg, src.name)
+    recovered = core.load_recovered(rows, now)
+    if recovered.get("readopt"):
+        log.info("recovery: %s", recovered)
     configmod.apply_startup(core, cfg, now)
 
 

@@ -241,12 +241,16 @@ class Store:
     _member_tiebreak = ""
 
     async def startup_reset(
-        self, instance_id: str, *, truncate_agents: bool = False, truncate_tiers: bool = False
+        self, instance_id: str, *, truncate_agents: bool = False, truncate_tiers: bool = False, reset: bool = True
     ) -> None:
-        """mod_callcenter's startup reset and optional truncation (§1.5), in one transaction."""
+        """mod_callcenter's startup reset and optional truncation (§1.5), in one transaction
+        (``reset=False``: the truncation only)."""
         statements = startup_reset_statements(
-            instance_id, truncate_agents=truncate_agents, truncate_tiers=truncate_tiers, dollar=self.dollar
+            instance_id, truncate_agents=truncate_agents, truncate_tiers=truncate_tiers, dollar=self.dollar,
+            reset=reset,
         )
+        if not statements:
+            return
 
         async def body(conn: Any) -> None:
             await self._exec_all(conn, statements)

@@ -48,9 +48,14 @@ def startup_reset(
 
 
 def startup_reset_statements(
-    instance_id: str, *, truncate_agents: bool = False, truncate_tiers: bool = False, dollar: bool = False
+    instance_id: str, *, truncate_agents: bool = False, truncate_tiers: bool = False, dollar: bool = False,
+    reset: bool = True,
 ) -> list[tuple[str, list[tuple] | None]]:
-    """The §1.5 statements as ``(sql, [params])`` for executemany (``None``: no parameters)."""
+    """The §1.5 statements as ``(sql, [params])`` for executemany (``None``: no parameters).
+
+    ``reset=False`` leaves only the truncations: the caller resets the rows itself (the service
+    does it in the core, ``Core.load_recovered``, so callers can be re-adopted after a crash).
+    """
 
     def ph(i: int) -> str:
         return f"${i}" if dollar else "?"
@@ -73,6 +78,8 @@ def startup_reset_statements(
             [(S.MEMBER_ABANDONED, "", instance_id)],
         ),
     ]
+    if not reset:
+        out = []
     if truncate_tiers:
         out.append((f"DELETE FROM {q(TIERS)}", None))
     if truncate_agents:
