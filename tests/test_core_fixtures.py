@@ -9,37 +9,18 @@ from __future__ import annotations
 from ccfast import strings as S
 from ccfast._core import Core
 from ccfast.params import QueueParams
+from tests.strategies_state import agent_row, member_row, tier_row
 
 T = 1_700_000_000  # a base epoch; tests speak in offsets from it
 
 
-def agent(name: str, **kw) -> dict:
-    """An agent that is offerable unless told otherwise (Available, Waiting, idle for long)."""
-    row = {
-        "name": name, "instance_id": S.SINGLE_BOX, "uuid": "", "type": S.TYPE_CALLBACK,
-        "contact": f"user/{name}", "status": S.STATUS_AVAILABLE, "state": S.STATE_WAITING,
-        "max_no_answer": 0, "wrap_up_time": 0, "reject_delay_time": 0, "busy_delay_time": 0,
-        "no_answer_delay_time": 0, "last_bridge_start": 0, "last_bridge_end": 0, "last_offered_call": 0,
-        "last_status_change": 0, "no_answer_count": 0, "calls_answered": 0, "talk_time": 0,
-        "ready_time": 0, "external_calls_count": 0,
-    }
-    row.update(kw)
-    return row
-
-
-def tier(queue: str, agent_name: str, level: int = 1, position: int = 1, state: str = S.TIER_READY) -> dict:
-    return {"queue": queue, "agent": agent_name, "state": state, "level": level, "position": position}
+# the row builders are the differential test's (one definition of a default row per table)
+agent = agent_row
+tier = tier_row
 
 
 def member(queue: str, uuid: str, joined: int, **kw) -> dict:
-    row = {
-        "queue": queue, "instance_id": S.SINGLE_BOX, "uuid": uuid, "session_uuid": f"sess-{uuid}",
-        "cid_number": "5551000", "cid_name": "Caller", "system_epoch": joined, "joined_epoch": joined,
-        "rejoined_epoch": 0, "bridge_epoch": 0, "abandoned_epoch": 0, "base_score": 0, "skill_score": 0,
-        "serving_agent": "", "serving_system": "", "state": S.MEMBER_WAITING,
-    }
-    row.update(kw)
-    return row
+    return member_row(queue, uuid, joined, **{"cid_number": "5551000", "cid_name": "Caller", **kw})
 
 
 def make(queues, agents=(), tiers=(), members=(), reserve: bool = False, seed: int = 7) -> Core:
