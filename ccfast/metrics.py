@@ -415,6 +415,7 @@ class Metrics:
         self.per_agent = per_agent
         self.clock = clock
         self._snapshot_provider: Callable[[float], StateSnapshot] | None = None
+        self._scrape_hooks: list[Callable[[], None]] = []
         self._wrap_up_lookup: Callable[[str], float] | None = None
         self._hung_up: dict[str, None] = {}  # member uuids whose caller hung up (until their end event)
         self._answered: dict[str, None] = {}  # member uuids counted answered (until their end event)
@@ -444,6 +445,16 @@ class Metrics:
     def set_snapshot_provider(self, provider: Callable[[float], StateSnapshot] | None) -> None:
         """``provider(now) -> StateSnapshot`` is called once per scrape (and by ``kpi_stats``)."""
         self._snapshot_provider = provider
+
+    def add_scrape_hook(self, hook: Callable[[], None]) -> None:
+        """``hook()`` runs at the start of every scrape (``scrape_state``, ``render``/``text``
+        without a state), in the scraping thread: it folds counters kept elsewhere (ESL client,
+        store writer) into the facade's metrics, so those cost nothing on the hot path."""
+        self._scrape_hooks.append(hook)
+
+    def _run_scrape_hooks(self) -> None:
+        for hook in self._scrape_hooks:
+            hook()
 
     def set_wrap_up_lookup(self, lookup: Callable[[str], float] | None) -> None:
         """``lookup(agent_name) -> wrap-up seconds``, used by ``observe_events`` at call end."""
@@ -581,8 +592,8 @@ class Metrics:
     def esl_event(self, box: str, n: int = 1) -> None:
         self._child(PREFIX + "esl_events_received", box).inc(n)
 
-    def esl_reconnect(self, box: str) -> None:
-        self._child(PREFIX + "esl_reconnects", box).inc()
+    def esl_reconnect(self, box: str, n: int = 1) -> None:
+        self._child(PREFIX + "esl_reconnects", box).inc(n)
 
     def esl_overflow(self, box: str, dropped: int = 1) -> None:
         self._child(PREFIX + "esl_overflow_drops", box).inc(dropped)
@@ -609,6 +620,14 @@ class Metrics:
         self._child(PREFIX + "store_batch_write_seconds", backend).observe(seconds)
         self._child(PREFIX + "store_rows_written", backend).inc(rows)
 
+    def store_batches(self, durations: Iterable[float], rows: int, backend: str) -> None:
+        """Several batches at once (folded in at scrape time from the writer's stats): each
+        duration observed, ``rows`` added to the rows written (may be 0: creates the series)."""
+        hist = self._child(PREFIX + "store_batch_write_seconds", backend)
+        for seconds in durations:
+            hist.observe(seconds)
+        self._child(PREFIX + "store_rows_written", backend).inc(rows)
+
     # -- reading ---------------------------------------------------------------------------
     def kpi_stats(self, now: float | None = None, queue: str | None = None) -> dict[str, dict]:
         """KPI dict for ``ccfast ctl stats`` (see ``kpi.format_stats``), longest wait included."""
@@ -620,7 +639,8 @@ class Metrics:
 
     def scrape_state(self, now: float | None = None) -> list:
         """The scrape-time gauge families (state snapshot + KPIs). Calls the snapshot provider,
-        so call it where the dispatcher state may be read (the trio thread)."""
+        so call it where the dispatcher state may be read (the trio thread). Scrape hooks run first."""
+        self._run_scrape_hooks()
         return _state_families(self, self.clock() if now is None else now)
 
     def render(self, accept: str = "", state: list | None = None) -> tuple[bytes, str]:
@@ -631,10 +651,12 @@ class Metrics:
         the state itself (same thread as the provider)."""
         encoder, content_type = choose_encoder(accept)
         if state is None:
+            self._run_scrape_hooks()  # before the registry's facade metrics are read
             return encoder(self.registry), content_type
         return encoder(_Frozen(self._base, state)), content_type
 
     def text(self) -> str:
+        self._run_scrape_hooks()
         return generate_latest(self.registry).decode()
 
 

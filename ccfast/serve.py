@@ -138,6 +138,52 @@ async def _run(cfg: configmod.Config, clock: Clock | None, freeze, task_status) 
                 await store.close()
 
 
+def _backend_label(writer) -> str:
+    """``backend`` label of the store metrics: ``postgresql`` or ``sqlite``."""
+    return "postgresql" if "postgres" in type(writer.store).__name__.lower() else "sqlite"
+
+
+class ScrapeSync:
+    """Scrape hook: folds counters the ESL clients and the store writer keep anyway into the
+    metrics, so the hot path pays nothing for them (runs in the trio thread, O(boxes)).
+
+    Per box: events received, reconnects, overflow drops (the ``InboundClient``'s own totals;
+    the deltas since the last scrape are added). Store: rows written, and one histogram
+    observation per batch committed since the last scrape — taken from the writer's last 1,024
+    batch durations, so with more batches than that between two scrapes the oldest durations
+    are missing from the histogram (its count then trails the batches; the rows stay exact)."""
+
+    def __init__(self, metrics: Metrics, service, writer, backend: str) -> None:
+        self.metrics, self.service, self.writer, self.backend = metrics, service, writer, backend
+        self._esl: dict[str, tuple[int, int, int]] = {}
+        self._batches = 0  # totals since the writer started (its stats start at 0)
+        self._rows = 0
+        metrics.store_batches((), 0, backend)  # the series exist from the start
+
+    def __call__(self) -> None:
+        m = self.metrics
+        for name, box in self.service.boxes.items():
+            client = getattr(box, "client", None)
+            if client is None:
+                continue
+            now = (client.events.received, client.reconnects, client.events.dropped)
+            before = self._esl.get(name)
+            if before is None:
+                before = (0, 0, 0)  # first scrape: everything since the client started
+            self._esl[name] = now
+            m.esl_event(name, now[0] - before[0])
+            m.esl_reconnect(name, now[1] - before[1])
+            m.esl_overflow(name, now[2] - before[2])
+        st = self.writer.stats
+        new_batches = st.batches - self._batches
+        if new_batches or st.rows_written != self._rows:
+            recent = st.recent_batch_seconds
+            take = min(new_batches, len(recent))
+            durations = [recent[i] for i in range(len(recent) - take, len(recent))]
+            m.store_batches(durations, st.rows_written - self._rows, self.backend)
+            self._batches, self._rows = st.batches, st.rows_written
+
+
 async def _serve(cfg, core, clock: Clock, writer, task_status) -> None:
     service = Service(core, cfg.settings, clock=clock, config=cfg)
     service.journal_sink = writer.submit
@@ -146,7 +192,17 @@ async def _serve(cfg, core, clock: Clock, writer, task_status) -> None:
     for name in core.queue_names():
         metrics.set_queue(core.queue_params(name))
     service.events_sink = metrics.observe_events
-    service.on_originate = None
+    service.on_member_hung_up = metrics.member_hung_up
+    service.on_dispatch_latency = metrics.dispatch_latency
+    core_decision = metrics.core_decision
+    dispatched = metrics.dispatched
+
+    def on_pass_time(seconds: float) -> None:
+        core_decision(seconds, "dispatch")
+        dispatched(service.dispatcher.last_pass)
+
+    service.dispatcher.on_pass_time = on_pass_time
+    metrics.add_scrape_hook(ScrapeSync(metrics, service, writer, _backend_label(writer)))
 
     def snapshot(now: float):
         return snapshot_from_rows(
@@ -161,6 +217,7 @@ async def _serve(cfg, core, clock: Clock, writer, task_status) -> None:
         for box_cfg in settings.boxes:
             box = BoxLink(box_cfg.name, box_cfg.host, box_cfg.port, box_cfg.password,
                           on_reconnect=lambda _client, name=box_cfg.name: service.reconcile_box(service.boxes[name]))
+            box.on_command = lambda verb, seconds, name=box_cfg.name: metrics.esl_command(name, verb, seconds)
             await nursery.start(box.run)
             service.add_box(box)
         await nursery.start(service.run)

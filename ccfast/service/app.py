@@ -43,6 +43,11 @@ class Service:
         self.events_sink: Callable[[list, float], None] | None = None  # metrics.observe_events
         self.stats = {"offers_started": 0, "members_joined": 0, "members_left": 0, "events_fired": 0}
         self.on_originate: Callable[[Any], None] | None = None
+        # metrics hooks (serve.py wires them to ccfast.metrics; None = off, nothing tracked)
+        self.on_dispatch_latency: Callable[[float, str], None] | None = None  # (seconds, trigger)
+        self.on_member_hung_up: Callable[[str], None] | None = None  # before its end event flushes
+        self._member_ready: dict[str, float] = {}  # member uuid -> trio time it joined
+        self._offer_ready: dict[int, tuple[float, str]] = {}  # offer id -> (ready trio time, trigger)
         self._nursery: trio.Nursery | None = None
         self.failure_log = FailureLog(log)
         self.dispatcher = Dispatcher(
@@ -134,6 +139,7 @@ class Service:
 
     def member_left(self, session: MemberSession) -> None:
         self.members.pop(session.member_uuid, None)
+        self._member_ready.pop(session.member_uuid, None)
         if session.is_bridged or session.agent_found:
             self._departed[session.member_uuid] = session  # for member-queue-end's snapshot
         self.stats["members_left"] += 1
@@ -148,10 +154,27 @@ class Service:
         task = OfferTask(self, offer)
         self.offers[offer.offer_id] = task
         self.stats["offers_started"] += 1
+        if self.on_dispatch_latency is not None:
+            self._offer_ready[offer.offer_id] = self._ready_point(offer)
         self.spawn(task.run)
+
+    def _ready_point(self, offer) -> tuple[float, str]:
+        """When the pair of this offer became dispatchable, and which side made it so.
+
+        Called inside a dispatch pass. A member that joined after the previous pass began is
+        seen by the core for the first time: ``member``, from its join. Otherwise the member
+        was already waiting and something on the agent side made the offer possible (an agent
+        freed, a status change, a wrap-up or ring timer, a failed leg): ``agent``, from the
+        first change the dispatcher was poked with (or the timer it slept until)."""
+        d = self.dispatcher
+        joined = self._member_ready.get(offer.member_uuid)
+        if joined is not None and joined >= d.prev_pass_at:
+            return joined, "member"
+        return d.cause_at, "agent"
 
     def offer_done(self, task: OfferTask) -> None:
         self.offers.pop(task.offer.offer_id, None)
+        self._offer_ready.pop(task.offer.offer_id, None)
         self.changed()
         self._departed.pop(task.offer.member_uuid, None)
 
@@ -161,6 +184,10 @@ class Service:
             task.cancel(cause)
 
     def metrics_originate_sent(self, offer) -> None:
+        """Right before the offer's originate is written: observe its dispatch latency."""
+        ready = self._offer_ready.pop(offer.offer_id, None)
+        if ready is not None and self.on_dispatch_latency is not None:
+            self.on_dispatch_latency(max(0.0, trio.current_time() - ready[0]), ready[1])
         if self.on_originate is not None:
             self.on_originate(offer)
 
@@ -175,7 +202,17 @@ class Service:
 
     # -- after every change --------------------------------------------------------------------
     def changed(self, member: MemberSession | None = None) -> None:
-        """State changed outside a pass: publish what the core recorded and wake the loop."""
+        """State changed outside a pass: publish what the core recorded and wake the loop.
+
+        ``member``: the session that changed (its join, its exit); its join time is noted for
+        dispatch latency, and a caller who hung up is reported before its end event flushes."""
+        if member is not None:
+            uuid = member.member_uuid
+            if member.gone:
+                if self.on_member_hung_up is not None:
+                    self.on_member_hung_up(uuid)
+            elif self.on_dispatch_latency is not None and uuid not in self._member_ready and uuid in self.members:
+                self._member_ready[uuid] = trio.current_time()
         self.flush()
         self.dispatcher.poke()
 

@@ -9,6 +9,7 @@ O(log n) per decision), never awaits inside the core, and hands every offer to a
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 
 import trio
@@ -20,7 +21,14 @@ class Dispatcher:
     """Drives ``core.dispatch``/``member_timeouts``/``discard_abandoned`` and the wake-ups.
 
     ``start_offer(offer)`` and ``member_timeout(timeout)`` must not block (they start tasks or set
-    flags); ``after_pass()`` flushes the core's events and journal.
+    flags); ``after_pass()`` flushes the core's events and journal. ``on_pass_time(seconds)``
+    receives the time spent inside the core in each pass (``member_timeouts`` +
+    ``discard_abandoned`` + ``dispatch``, by ``perf_counter``; not the callbacks nor the flush).
+
+    For dispatch latency, while ``start_offer`` runs: ``prev_pass_at`` is the trio time the
+    previous pass began, ``cause_at`` the trio time of what made this pass run — the first
+    ``poke()`` after the previous pass began, or the ``next_change`` deadline it slept until
+    (the pass start when neither).
     """
 
     def __init__(
@@ -39,32 +47,47 @@ class Dispatcher:
         self._start_offer = start_offer
         self._member_timeout = member_timeout
         self._after_pass = after_pass
-        self._on_pass_time = on_pass_time
+        self.on_pass_time = on_pass_time
         # mod_callcenter's cadence for the baseline mode: a pass every poll_interval, pokes ignored
         self.poll_interval = poll_interval
         self._wake = trio.Event()
         self.passes = 0
         self.last_pass: float = 0.0
+        self._changed_at: float | None = None  # trio time of the first poke since the last pass began
+        self.pass_at = -math.inf  # trio time the current (or last) pass began
+        self.prev_pass_at = -math.inf
+        self.cause_at = -math.inf
 
     def poke(self) -> None:
         """Something changed: run a pass as soon as the loop gets the CPU."""
+        if self._changed_at is None:
+            self._changed_at = trio.current_time()
         self._wake.set()
 
     def run_pass(self) -> int:
         """One synchronous pass; returns the number of offers started."""
         now = self.clock.now()
         started = trio.current_time()
-        for timeout in self.core.member_timeouts(now):
+        self.prev_pass_at, self.pass_at = self.pass_at, started
+        self.cause_at = started if self._changed_at is None else self._changed_at
+        self._changed_at = None  # pokes from here on are for the next pass
+        core = self.core
+        t0 = time.perf_counter()
+        timeouts = core.member_timeouts(now)
+        t1 = time.perf_counter()
+        for timeout in timeouts:
             self._member_timeout(timeout)
-        self.core.discard_abandoned(now)
-        offers = self.core.dispatch(now)
+        t2 = time.perf_counter()
+        core.discard_abandoned(now)
+        offers = core.dispatch(now)
+        t3 = time.perf_counter()
         for offer in offers:
             self._start_offer(offer)
         self._after_pass()
         self.passes += 1
         self.last_pass = self.clock.time()
-        if self._on_pass_time is not None:
-            self._on_pass_time(trio.current_time() - started)
+        if self.on_pass_time is not None:
+            self.on_pass_time((t1 - t0) + (t3 - t2))
         return len(offers)
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -78,7 +101,9 @@ class Dispatcher:
             self.run_pass()
             next_second = self.core.next_change(self.clock.now())
             deadline = math.inf if next_second is None else self.clock.deadline_for(next_second)
-            with trio.move_on_at(deadline):
+            with trio.move_on_at(deadline) as scope:
                 await self._wake.wait()
+            if scope.cancelled_caught and self._changed_at is None:
+                self._changed_at = deadline  # a timer (wrap-up end, ring timeout...) made it due
             # let a burst of pokes (e.g. 50 callers joining) coalesce into one pass
             await trio.sleep(0)

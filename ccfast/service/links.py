@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterator, Mapping
 
 import trio
@@ -51,6 +52,8 @@ class BoxLink:
         )
         self.events_dropped = 0
         self.commands_failed = 0  # fire-and-forget commands whose reply was -ERR or never came
+        # on_command(verb, seconds): round trip of each awaited api/bgapi (metrics); None = off
+        self.on_command = None
 
     @property
     def up(self) -> bool:
@@ -83,7 +86,14 @@ class BoxLink:
             route(event.get("Unique-ID"), event)
 
     async def api(self, command: str) -> str:
-        return await self.client.api(command)
+        """``api <command>``'s body; its round trip goes to ``on_command`` (commands that got a
+        reply; a lost link or a cancel is not a round trip)."""
+        if self.on_command is None:
+            return await self.client.api(command)
+        t0 = time.perf_counter()
+        reply = await self.client.api(command)
+        self.on_command(command.split(" ", 1)[0], time.perf_counter() - t0)
+        return reply
 
     @contextlib.contextmanager
     def follow(self, uuid: str) -> Iterator[None]:
@@ -96,7 +106,14 @@ class BoxLink:
             self.client.remove_filter("Unique-ID", uuid)
 
     async def bgapi(self, command: str, job_uuid: str) -> str:
-        return await self.client.bgapi(command, job_uuid=job_uuid)
+        """``bgapi <command>``'s job result. Timed up to the BACKGROUND_JOB (for ``originate``:
+        until the leg answered or failed, ringing included) into ``on_command``."""
+        if self.on_command is None:
+            return await self.client.bgapi(command, job_uuid=job_uuid)
+        t0 = time.perf_counter()
+        reply = await self.client.bgapi(command, job_uuid=job_uuid)
+        self.on_command(command.split(" ", 1)[0], time.perf_counter() - t0)
+        return reply
 
     def api_nowait(self, command: str) -> None:
         """``api <command>`` whose reply nobody awaits (queued in order; failures counted)."""
