@@ -209,7 +209,8 @@ class Service:
         if member is not None:
             uuid = member.member_uuid
             if member.gone:
-                if self.on_member_hung_up is not None:
+                # an answered caller is counted answered already: only a waiting one abandons
+                if self.on_member_hung_up is not None and not (member.is_bridged or member.agent_found):
                     self.on_member_hung_up(uuid)
             elif self.on_dispatch_latency is not None and uuid not in self._member_ready and uuid in self.members:
                 self._member_ready[uuid] = trio.current_time()
