@@ -471,21 +471,22 @@ async def test_after_a_failed_bridge_the_member_waits_as_before_and_exit_keys_wo
 async def test_caller_hanging_up_while_the_agent_hears_the_announcement_abandons_the_bridge():
     profiles = {"a1": AgentProfile("a1")}
     async with open_callcenter(one_agent(), profiles=profiles) as env:
+        # the announcement is long enough that the hang-up lands inside it even on a loaded machine
         await env.watch_events()
         rec = env.spawn(CallerSpec(queue=Q, variables={
-            "cc_outbound_announce": "silence_stream://300",
+            "cc_outbound_announce": "silence_stream://1500",
             "cc_bridge_failed_outbound_announce": "/s/caller-left.wav"}))
         leg = await answered_leg(env)
         env.hangup_caller(rec)
         cancel = await env.wait_event(S.ACTION_MEMBER_QUEUE_END)
         # an agent had answered: the member leaves with reason NONE (§3.5)
         assert cancel.get("CC-Cause") == "Cancel" and cancel.get("CC-Cancel-Reason") == S.CANCEL_NONE
-        end = await env.wait_event(S.ACTION_BRIDGE_AGENT_END, timeout=2)
+        end = await env.wait_event(S.ACTION_BRIDGE_AGENT_END, timeout=5)
         assert end.get("CC-Agent-Bridged") == "false"
-        await env.wait_for(lambda: leg.ended_at is not None, timeout=2)
+        await env.wait_for(lambda: leg.ended_at is not None, timeout=5)
         assert leg.cause == "ORIGINATOR_CANCEL"
         casts = [a for _, a in env.api_calls("uuid_broadcast")]
-        assert casts == [f"{leg.uuid} silence_stream://300 aleg", f"{leg.uuid} /s/caller-left.wav aleg"]
+        assert casts == [f"{leg.uuid} silence_stream://1500 aleg", f"{leg.uuid} /s/caller-left.wav aleg"]
         assert env.api_calls("uuid_bridge") == []
         assert env.channel(leg.uuid).vars.get("cc_agent_bridged") == "false"
         member = env.core.rows("members")[0]
