@@ -177,7 +177,7 @@ def test_subscribe_puts_custom_last():
         lambda: Linger(-1),
         lambda: RawCommand("a\nb"),
         lambda: write_command_reply("+OK\nInjected: 1"),
-        lambda: write_event_plain([("Bad:Name", "x")]),
+        lambda: write_event_plain([(":BadName", "x")]),  # a name may hold a colon, not start with one
     ],
 )
 def test_local_misuse_raises(make):
@@ -434,3 +434,22 @@ def test_server_reader_errors():
     s.receive_data(b"")
     with pytest.raises(RemoteProtocolError):
         s.next_command()
+
+
+@pytest.mark.parametrize("decoder", ["python", "cython"])
+def test_header_names_may_contain_a_colon(decoder):
+    """FreeSWITCH writes ``variable_nolocal:lang: fr``: the separator is the first ": "."""
+    from ccfast.esl import ClientProtocol, write_connect_reply, write_event_plain
+
+    pairs = [("Event-Name", "CHANNEL_DATA"), ("Unique-ID", "u1"), ("variable_nolocal:lang", "fr"),
+             ("variable_x", "a: b")]
+    for frame in (write_event_plain(pairs), write_connect_reply(pairs)):
+        proto = ClientProtocol(decoder=decoder)
+        proto.receive_data(frame)
+        message = proto.next_message()
+        assert message.get("variable_nolocal:lang") == "fr"
+        assert message.get("variable_x") == "a: b"
+    proto = ClientProtocol(decoder=decoder)
+    body = b"Event-Name: X\nName:value\n\n"
+    proto.receive_data(b"Content-Length: %d\nContent-Type: text/event-plain\n\n" % len(body) + body)
+    assert proto.next_message().get("Name") == "value"  # no space after the colon

@@ -125,8 +125,20 @@ cdef inline bint _has_ctrl_or_high(const uint8_t* s, Py_ssize_t n) noexcept nogi
     return False
 
 
+cdef inline Py_ssize_t _colon_sep(const uint8_t* p, Py_ssize_t i, Py_ssize_t eol) noexcept nogil:
+    """The header separator in p[i:eol]: the first ':' followed by a space, else the first ':'
+    (eol when there is none). FreeSWITCH does not escape ':' in names (``variable_nolocal:x``)."""
+    cdef Py_ssize_t first = _find(p, i, eol, 0x3A)
+    cdef Py_ssize_t k = first
+    while k < eol:
+        if k + 1 < eol and p[k + 1] == 0x20:
+            return k
+        k = _find(p, k + 1, eol, 0x3A)
+    return first
+
+
 cdef inline bint _name_ok(const uint8_t* s, Py_ssize_t n) noexcept nogil:
-    """Every byte in 0x21..0x7E (the caller guarantees there is no ':')."""
+    """Every byte in 0x21..0x7E (':' included: header names may contain one)."""
     cdef Py_ssize_t i = 0
     cdef uint64_t w
     while i + 8 <= n:
@@ -139,7 +151,7 @@ cdef inline bint _name_ok(const uint8_t* s, Py_ssize_t n) noexcept nogil:
             return False
         i += 8
     while i < n:
-        if not NAME_OK[s[i]]:
+        if s[i] < 0x21 or s[i] > 0x7E:
             return False
         i += 1
     return True
@@ -604,10 +616,12 @@ cdef object _fast_plain(bytes body):
         if p[pos] == 0x0A and pos > 0:
             end = pos - 1  # the "\n\n" that ends the block
             break
-        # name: table check up to ':'; value: up to the next '\n' (memchr)
+        # name: up to the first ": " (a name may hold a ':', as in variable_nolocal:x), else the
+        # first ':'; value: up to the next '\n'
         ns = pos
-        k = _find(p, pos, n, 0x3A)
-        if k == ns or k >= n or not _name_ok(p + ns, k - ns):
+        eol = _find(p, pos, n, 0x0A)
+        k = _colon_sep(p, pos, eol)
+        if k == ns or k >= eol or p[ns] == 0x3A or not _name_ok(p + ns, k - ns):
             q = <const uint8_t*>memchr(p + pos, 0x0A, n - pos)
             eol = (q - p) if q != NULL else n
             raise RemoteProtocolError(f"malformed header line {body[ns:min(eol, ns + 80)]!r}")
@@ -943,7 +957,7 @@ cdef list _outer_pairs(bytes hdr):
     cdef list out = []
     while pos <= n:
         eol = _find(p, pos, n, 0x0A)
-        k = _find(p, pos, eol, 0x3A)
+        k = _colon_sep(p, pos, eol)
         vs = k + 1
         if vs < eol and p[vs] == 0x20:
             vs += 1

@@ -40,11 +40,13 @@ from .errors import RemoteProtocolError
 DEFAULT_MAX_HEADER_SIZE = 1 << 20  # 1 MiB
 DEFAULT_MAX_BODY_SIZE = 64 << 20  # 64 MiB
 
-_NAME_RE = re.compile(rb"[!-9;-~]+")  # printable ASCII, no space, no colon
+# printable ASCII, no space; a name may hold a ':' that is not followed by a space
+# (FreeSWITCH writes ``variable_nolocal:lang: fr``): the separator is the first ": "
+_NAME_RE = re.compile(rb"[!-9;-~](?:[!-9;-~]|:(?! ))*")
 _DIGITS_RE = re.compile(rb"[0-9]{1,12}")
 # a whole event-plain header block, and its lines: split first, then decode each value
 _BLOCK_RE = re.compile(rb"(?:[!-9;-~]+:[^\n]*\n)+")
-_LINE_RE = re.compile(rb"([!-9;-~]+): ?([^\n]*)\n")
+_LINE_RE = re.compile(rb"([!-9;-~](?:[!-9;-~]|:(?! ))*): ?([^\n]*)\n")
 
 
 def _utf8(raw: bytes, what: str) -> str:
@@ -56,7 +58,9 @@ def _utf8(raw: bytes, what: str) -> str:
 
 def split_header_line(line: bytes) -> tuple[bytes, bytes]:
     """``b"Name: value"`` -> ``(b"Name", b"value")``; one space after the colon is dropped."""
-    colon = line.find(b":")
+    colon = line.find(b": ")
+    if colon < 0:
+        colon = line.find(b":")  # "Name:" or "Name:value" without the space
     if colon <= 0 or not _NAME_RE.fullmatch(line, 0, colon):
         raise RemoteProtocolError(f"malformed header line {line[:80]!r}")
     start = colon + 1

@@ -42,8 +42,9 @@ def _pairs(headers: Any) -> Iterable[tuple[str, Any]]:
 
 
 def _check_name(name: str) -> bytes:
+    # a ':' inside a name is what FreeSWITCH writes for variable_nolocal:x; readers split at ": "
     raw = name.encode("utf-8")
-    if not raw or b":" in raw or b"\n" in raw or b" " in raw or b"\r" in raw:
+    if not raw or raw.startswith(b":") or raw.endswith(b":") or b"\n" in raw or b" " in raw or b"\r" in raw:
         raise LocalProtocolError(f"bad header name {name!r}")
     return raw
 
