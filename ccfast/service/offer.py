@@ -285,6 +285,9 @@ class OfferTask:
             # the member waits again (W8 fix): it is no longer "agent found"
             member.agent_lost()
             self._quiet(box, f"uuid_setvar {member.session_uuid} cc_agent_found")
+            if callback:
+                # "gone" may only mean the bridge was refused: never leave the leg up unbridged
+                await self._kill(box, leg, S.HANGUP_ORIGINATOR_CANCEL)
             return
         self.phase = BRIDGED
         svc.core.offer_bridged(offer.offer_id, now)
