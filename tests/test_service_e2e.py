@@ -213,3 +213,28 @@ async def test_every_event_of_a_call_has_the_header_names_and_order_of_real_mod_
         assert got == expected
         await env.quiesce()
         env.check_invariants()
+
+
+async def test_queue_presence_is_fired_on_join_and_exit():
+    """PRESENCE_IN for the queue (§6.3): Active (n waiting) on join, Idle when it empties."""
+    from ccfast.esl.inbound import InboundClient
+
+    queue = QUEUE.replace("</queue>", '<param name="max-wait-time" value="1"/></queue>')
+    async with open_callcenter(conf(queue)) as env:
+        watcher = InboundClient("127.0.0.1", env.sim.port, "ClueCon", events=["PRESENCE_IN"],
+                                reconnect=False, liveness_interval=None)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(watcher.run)
+            env.sim.spawn_caller(CallerSpec(queue="support@default"))
+            seen = []
+            with trio.fail_after(5):
+                while len(seen) < 2:
+                    event = await watcher.events.get()
+                    if event.get("Event-Name") == "PRESENCE_IN" and event.get("proto") == "callcenter":
+                        seen.append(event)
+            assert [e.get("force-status") for e in seen] == ["Active (1 waiting)", "Idle"]
+            assert all(e.get("login") == "support@default" for e in seen)
+            assert [e.get("answer-state") for e in seen] == ["confirmed", "terminated"]
+            nursery.cancel_scope.cancel()
+        await env.quiesce()
+        env.check_invariants()

@@ -477,6 +477,8 @@ async def test_caller_hanging_up_while_the_agent_hears_the_announcement_abandons
             "cc_outbound_announce": "silence_stream://1500",
             "cc_bridge_failed_outbound_announce": "/s/caller-left.wav"}))
         leg = await answered_leg(env)
+        # hang up once ccfast knows the agent answered: its announcement to the agent has started
+        await env.wait_for(lambda: env.api_calls("uuid_broadcast"), timeout=3)
         env.hangup_caller(rec)
         cancel = await env.wait_event(S.ACTION_MEMBER_QUEUE_END)
         # an agent had answered: the member leaves with reason NONE (§3.5)

@@ -15,8 +15,9 @@ from typing import Any
 
 import trio
 
+from .. import strings as S
 from ..esl._throttle import FailureLog
-from .ccevents import encode_sendevent, render
+from .ccevents import encode_sendevent, presence_headers, render
 from .clock import Clock
 from .dispatcher import Dispatcher
 from .member import MemberSession
@@ -228,6 +229,16 @@ class Service:
         if journal and self.journal_sink is not None:
             self.journal_sink(journal)
 
+    def _presence(self, headers) -> None:
+        """A queue's PRESENCE_IN goes with each of its members-count events (§6.3)."""
+        queue = headers.get("CC-Queue")
+        if not queue:
+            return
+        presence = presence_headers(queue, int(headers.get("CC-Count") or 0))
+        for box in self.boxes.values():
+            if box.up:
+                box.send_presence(presence)
+
     def _fire(self, action: str, headers) -> None:
         member_uuid = headers.get("CC-Member-UUID", "")
         member = self.members.get(member_uuid) or self._departed.get(member_uuid)
@@ -240,5 +251,7 @@ class Service:
                 if encoded is None:
                     encoded = encode_sendevent(rendered)  # once for every box
                 box.sendevent(rendered, encoded)
+        if action == S.ACTION_MEMBERS_COUNT:
+            self._presence(headers)
         for listener in self.event_listeners:
             listener(action, rendered)

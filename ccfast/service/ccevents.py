@@ -94,3 +94,20 @@ def render(
         if rdnis and "CC-Member-DNIS" not in headers:
             out.append(("CC-Member-DNIS", rdnis))
     return out
+
+
+def presence_headers(queue: str, waiting: int) -> list[tuple[str, str]]:
+    """``PRESENCE_IN`` for a queue (§6.3), fired with every ``members-count``.
+
+    Deliberate difference: ``waiting`` is the members-count value (Waiting and Trying callers),
+    not only Waiting ones — it is known without a scan of the queue.
+    """
+    active = waiting > 0
+    return [
+        ("proto", "callcenter"), ("login", queue), ("from", queue),
+        ("force-status", f"Active ({waiting} waiting)" if active else "Idle"),
+        ("rpid", "unknown"), ("event_type", "presence"), ("alt_event_type", "dialog"),
+        ("event_count", "0"), ("channel-state", "CS_ROUTING" if active else "CS_HANGUP"),
+        ("unique-id", queue), ("answer-state", "confirmed" if active else "terminated"),
+        ("presence-call-direction", "inbound"),
+    ]

@@ -134,6 +134,13 @@ class BoxLink:
         except ConnectionLost:
             self.events_dropped += 1
 
+    def send_presence(self, headers: list[tuple[str, str]]) -> None:
+        """``sendevent PRESENCE_IN`` (a queue's presence, §6.3); never blocks."""
+        try:
+            self.client.sendevent_nowait("PRESENCE_IN", headers, on_reply=self._count_dropped_event)
+        except ConnectionLost:
+            self.events_dropped += 1
+
     def _count_dropped_event(self, reply) -> None:
         if isinstance(reply, BaseException) or not getattr(reply, "ok", False):
             self.events_dropped += 1

@@ -42,6 +42,9 @@ class Box(Protocol):
         """Queue ``sendevent CUSTOM`` with these headers (``encoded``: the same, already encoded
         by ``ccevents.encode_sendevent``); never blocks (drops are counted)."""
 
+    def send_presence(self, headers: list[tuple[str, str]]) -> None:
+        """Queue ``sendevent PRESENCE_IN`` with these headers; never blocks."""
+
 
 class MemberLink(Protocol):
     uuid: str  # the member channel's Unique-ID
