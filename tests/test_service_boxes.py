@@ -27,6 +27,22 @@ def two_box_conf(port1: int, port2: int) -> str:
     )
 
 
+async def start_one_box(nursery: trio.Nursery, profiles: dict):
+    """One simulated box with agent 1@default, and ccfast connected to it: (sim, running)."""
+    sim = Simulator(timings=Timings.fast(), profiles=profiles)
+    port = await nursery.start(sim.serve)
+    sim.switch.global_vars["core_uuid"] = sim.switch.host.core_uuid
+    xml = two_box_conf(port, port).replace(
+        f'<box name="fs2" host="127.0.0.1" port="{port}" password="ClueCon"/>', ""
+    ).replace(TIERS, TIERS.split("<tier agent=\"2")[0])
+    cfg = configmod.load_config("one.xml", text=xml)
+    cfg.ccfast.outbound_listen = configmod.Address("127.0.0.1", 0)
+    cfg.ccfast.control_listen = None
+    running = await nursery.start(run, cfg)
+    sim.dial_to = ("127.0.0.1", running.outbound_port)
+    return sim, running
+
+
 async def test_each_caller_is_served_on_its_own_box():
     profiles = {"a1": AgentProfile("a1", talk_time=0.1), "a2": AgentProfile("a2", talk_time=0.1)}
     async with trio.open_nursery() as nursery:
@@ -53,17 +69,7 @@ async def test_each_caller_is_served_on_its_own_box():
 async def test_link_drop_during_a_bridged_call_is_reconciled():
     profiles = {"a1": AgentProfile("a1", talk_time=0.6)}
     async with trio.open_nursery() as nursery:
-        sim = Simulator(timings=Timings.fast(), profiles=profiles)
-        port = await nursery.start(sim.serve)
-        sim.switch.global_vars["core_uuid"] = sim.switch.host.core_uuid
-        xml = two_box_conf(port, port).replace(
-            f'<box name="fs2" host="127.0.0.1" port="{port}" password="ClueCon"/>', ""
-        ).replace(TIERS, TIERS.split("<tier agent=\"2")[0])
-        cfg = configmod.load_config("one.xml", text=xml)
-        cfg.ccfast.outbound_listen = configmod.Address("127.0.0.1", 0)
-        cfg.ccfast.control_listen = None
-        running = await nursery.start(run, cfg)
-        sim.dial_to = ("127.0.0.1", running.outbound_port)
+        sim, running = await start_one_box(nursery, profiles)
         record = sim.spawn_caller(CallerSpec())
         service = running.service
         with trio.fail_after(3):
@@ -88,17 +94,7 @@ async def test_link_drop_during_a_bridged_call_is_reconciled():
 async def test_leg_ringing_when_the_link_drops_is_hung_up_after_reconnect():
     profiles = {"a1": AgentProfile("a1", outcome="no_answer")}
     async with trio.open_nursery() as nursery:
-        sim = Simulator(timings=Timings.fast(), profiles=profiles)
-        port = await nursery.start(sim.serve)
-        sim.switch.global_vars["core_uuid"] = sim.switch.host.core_uuid
-        xml = two_box_conf(port, port).replace(
-            f'<box name="fs2" host="127.0.0.1" port="{port}" password="ClueCon"/>', ""
-        ).replace(TIERS, TIERS.split("<tier agent=\"2")[0])
-        cfg = configmod.load_config("one.xml", text=xml)
-        cfg.ccfast.outbound_listen = configmod.Address("127.0.0.1", 0)
-        cfg.ccfast.control_listen = None
-        running = await nursery.start(run, cfg)
-        sim.dial_to = ("127.0.0.1", running.outbound_port)
+        sim, running = await start_one_box(nursery, profiles)
         sim.spawn_caller(CallerSpec())
         with trio.fail_after(3):
             while not sim.switch.legs:
@@ -123,17 +119,7 @@ async def test_leg_answered_while_the_link_is_down_is_hung_up_after_reconnect():
     the answered leg must not stay up (no zombie agent call), the agent must not stay Receiving."""
     profiles = {"a1": AgentProfile("a1", ring_time=0.3, talk_time=0.2)}
     async with trio.open_nursery() as nursery:
-        sim = Simulator(timings=Timings.fast(), profiles=profiles)
-        port = await nursery.start(sim.serve)
-        sim.switch.global_vars["core_uuid"] = sim.switch.host.core_uuid
-        xml = two_box_conf(port, port).replace(
-            f'<box name="fs2" host="127.0.0.1" port="{port}" password="ClueCon"/>', ""
-        ).replace(TIERS, TIERS.split("<tier agent=\"2")[0])
-        cfg = configmod.load_config("one.xml", text=xml)
-        cfg.ccfast.outbound_listen = configmod.Address("127.0.0.1", 0)
-        cfg.ccfast.control_listen = None
-        running = await nursery.start(run, cfg)
-        sim.dial_to = ("127.0.0.1", running.outbound_port)
+        sim, running = await start_one_box(nursery, profiles)
         record = sim.spawn_caller(CallerSpec(patience=1.5))
         with trio.fail_after(3):
             while not sim.switch.legs:
