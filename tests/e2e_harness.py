@@ -25,7 +25,7 @@ from ccfast import config as configmod
 from ccfast import strings as S
 from ccfast.esl.inbound import InboundClient
 from ccfast.serve import Running, run
-from ccfast.sim import Simulator, Timings
+from ccfast.sim import CallerSpec, Simulator, Timings
 from ccfast.sim import api as sim_api
 from ccfast.sim.dialstring import parse_originate
 
@@ -161,6 +161,15 @@ class Env:
 
     def live_channels(self) -> list:
         return [c for c in self.sim.switch.channels.values() if c.alive]
+
+    async def bridged_call(self, queue: str = "support@default", timeout: float = 5.0):
+        """One caller into ``queue`` that must be bridged; returns after the service settled."""
+        record = self.sim.spawn_caller(CallerSpec(queue=queue))
+        with trio.fail_after(timeout):
+            await record.done.wait()
+        assert record.outcome == "bridged", record.outcome
+        await self.quiesce()
+        return record
 
     async def quiesce(self, timeout: float = 5.0) -> None:
         """settle(), then until the simulator has no live channel (hang-ups propagate in ms)."""

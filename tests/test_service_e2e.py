@@ -17,11 +17,7 @@ TIER = '<tier agent="1000@default" queue="support@default" level="1" position="1
 async def test_one_call_is_offered_bridged_and_ended():
     profiles = {"a1": AgentProfile("a1", talk_time=0.2)}
     async with open_callcenter(conf(QUEUE, AGENT, TIER), profiles=profiles) as env:
-        record = env.sim.spawn_caller(CallerSpec(queue="support@default"))
-        with trio.fail_after(5):
-            await record.done.wait()
-        assert record.outcome == "bridged"
-        await env.quiesce()
+        await env.bridged_call()
         agent = env.core.rows("agents")[0]
         assert agent["calls_answered"] == 1 and agent["state"] == S.STATE_WAITING
         assert env.core.rows("members") == []
@@ -73,11 +69,7 @@ async def test_no_answer_fails_over_to_the_next_agent():
         "a2": AgentProfile("a2", talk_time=0.1),
     }
     async with open_callcenter(conf(queue, agents, tiers), profiles=profiles) as env:
-        record = env.sim.spawn_caller(CallerSpec(queue="support@default"))
-        with trio.fail_after(5):
-            await record.done.wait()
-        assert record.outcome == "bridged"
-        await env.quiesce()
+        await env.bridged_call()
         rows = {a["name"]: a for a in env.core.rows("agents")}
         assert rows["1001@default"]["calls_answered"] == 1
         assert rows["1000@default"]["calls_answered"] == 0
@@ -141,11 +133,7 @@ async def test_ring_all_first_answer_wins_and_the_others_are_cancelled():
         "r3": AgentProfile("r3", outcome="no_answer"),
     }
     async with open_callcenter(conf(queue, agents, tiers), profiles=profiles) as env:
-        record = env.sim.spawn_caller(CallerSpec(queue="support@default"))
-        with trio.fail_after(5):
-            await record.done.wait()
-        assert record.outcome == "bridged"
-        await env.quiesce()
+        await env.bridged_call()
         rows = {a["name"]: a for a in env.core.rows("agents")}
         assert [rows[f"{n}@default"]["calls_answered"] for n in (1, 2, 3)] == [0, 1, 0]
         env.check_invariants()

@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import sqlite3
 
-import trio
 
 from ccfast import strings as S
-from ccfast.sim import AgentProfile, CallerSpec
+from ccfast.sim import AgentProfile
 
 from .e2e_harness import conf, open_callcenter
 
 QUEUE = '<queue name="support@default"><param name="strategy" value="longest-idle-agent"/></queue>'
 AGENT = '<agent name="1000@default" type="callback" contact="sim/agent/a1" status="Available"/>'
 TIER = '<tier agent="1000@default" queue="support@default" level="1" position="1"/>'
-
-
-async def _one_call(env) -> None:
-    record = env.sim.spawn_caller(CallerSpec(queue="support@default"))
-    with trio.fail_after(5):
-        await record.done.wait()
-    assert record.outcome == "bridged"
-    await env.quiesce()
 
 
 def _read(path) -> dict[str, list[dict]]:
@@ -36,7 +27,7 @@ async def test_tables_follow_the_core_and_survive_a_restart(tmp_path):
     xml = conf(QUEUE, AGENT, TIER, settings=settings)
     profiles = {"a1": AgentProfile("a1", talk_time=0.05)}
     async with open_callcenter(xml, profiles=profiles) as env:
-        await _one_call(env)
+        await env.bridged_call()
         writer = env.running.writer
         await writer.flush()
         stored = _read(db)
@@ -47,6 +38,6 @@ async def test_tables_follow_the_core_and_survive_a_restart(tmp_path):
     async with open_callcenter(xml, profiles=profiles) as env:
         agent = env.core.rows("agents")[0]
         assert agent["calls_answered"] == 1 and agent["state"] == S.STATE_WAITING
-        await _one_call(env)
+        await env.bridged_call()
         assert env.core.rows("agents")[0]["calls_answered"] == 2
         env.check_invariants()
