@@ -2,10 +2,10 @@
 
 One inbound link carries the events of every channel on its box. Offer tasks and member sessions
 ``watch(uuid)`` the channels they care about and receive that channel's events on a private
-memory channel. Routing never blocks the link's reader: each watcher has a bounded buffer, and a
-watcher that falls behind loses its oldest-but-last events only after ``WATCH_BUFFER`` are queued —
-a state the watcher can detect (``Watch.overflowed``); hangup events are never the ones dropped
-because a watcher that sees overflow re-checks the channel with ``uuid_exists``.
+memory channel. Routing never blocks the link's reader: each watcher has a bounded buffer, and an
+event that finds it full is dropped and counted (``Watch.overflowed``). One channel produces a
+handful of events per call, far below ``WATCH_BUFFER``, so a drop means a stuck watcher; after a
+link outage ``Service.reconcile_box`` re-checks watched legs with ``uuid_exists`` instead.
 """
 
 from __future__ import annotations
