@@ -44,6 +44,7 @@ class Service:
         self.events_sink: Callable[[list, float], None] | None = None  # metrics.observe_events
         self.stats = {"offers_started": 0, "members_joined": 0, "members_left": 0, "events_fired": 0}
         self.on_originate: Callable[[Any], None] | None = None
+        self.cluster = None  # ports.ClusterHooks when several nodes share the database
         # metrics hooks (serve.py wires them to ccfast.metrics; None = off, nothing tracked)
         self.on_dispatch_latency: Callable[[float, str], None] | None = None  # (seconds, trigger)
         self.on_member_hung_up: Callable[[str], None] | None = None  # before its end event flushes
@@ -177,6 +178,8 @@ class Service:
         self.offers.pop(task.offer.offer_id, None)
         self._offer_ready.pop(task.offer.offer_id, None)
         self.changed()
+        if self.cluster is not None and task.claimed:
+            self.cluster.offer_finished(task.offer)
         self._departed.pop(task.offer.member_uuid, None)
 
     def cancel_offer(self, offer_id: int, cause: str) -> None:

@@ -104,6 +104,9 @@ class MemberSession:
             await self._decline(f"queue {queue!r} not found")
             return
         self.queue = queue
+        if svc.cluster is not None and not svc.cluster.owns(queue):
+            await self._redirect(queue)
+            return
         link = self.link
         # §3.2 in one write: FreeSWITCH runs them in order; the join waits for answer's +OK
         await link.pipeline([("resume",), ("linger",), ("myevents",), ("execute", "answer", None, True)])
@@ -271,6 +274,20 @@ class MemberSession:
                         break
         except Exception as exc:  # the caller may be gone already
             log.debug("member %s: decline: %r", self.session_uuid, exc)
+        await self._leave()
+
+    async def _redirect(self, queue: str) -> None:
+        """Cluster: another node dispatches ``queue``: move the caller's channel to its
+        outbound socket (FreeSWITCH runs ``socket`` again), or back to the dialplan if no live
+        owner appears in time."""
+        address = await self.service.cluster.redirect_address(queue)
+        if address is None:
+            await self._decline(f"queue {queue!r} has no live owner in the cluster")
+            return
+        try:
+            await self.link.execute("socket", f"{address} async full")
+        except Exception as exc:
+            log.debug("member %s: redirect to %s failed: %r", self.session_uuid, address, exc)
         await self._leave()
 
     async def _leave(self) -> None:

@@ -54,6 +54,7 @@ class OfferTask:
         self.phase = RINGING
         self._job_pending = False
         self._job_done = trio.Event()
+        self.claimed = False  # cluster: this offer holds the agent's claim
 
     @property
     def _finished(self) -> bool:
@@ -101,6 +102,8 @@ class OfferTask:
             return
         box = member.box
         try:
+            if svc.cluster is not None and not await self._claim():
+                return
             await self._member_pointer_vars(member, box)
             agent_type = offer.agent_type.lower()
             if agent_type == S.TYPE_CALLBACK.lower():
@@ -119,6 +122,18 @@ class OfferTask:
                     # the leg may still ring on the box: hang it up once the link is back
                     svc.spawn(self._kill_after_reconnect, box, self.leg_uuid)
             raise
+
+    async def _claim(self) -> bool:
+        """Cluster: claim the agent before anything reaches FreeSWITCH; on failure the offer is
+        withdrawn without penalty (the member waits on, the agent is not offered here)."""
+        svc = self.service
+        if await svc.cluster.claim(self.offer):
+            self.claimed = True
+            return True
+        self.phase = DONE
+        svc.core.offer_withdrawn(self.offer.offer_id, svc.clock.now())
+        svc.offer_done(self)
+        return False
 
     async def _kill_after_reconnect(self, box, leg: str) -> None:
         delay = KILL_RETRY

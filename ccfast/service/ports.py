@@ -70,3 +70,22 @@ class MemberLink(Protocol):
         when the connection closed) instead of ``next_event``; ``None`` switches back."""
 
     async def aclose(self) -> None: ...
+
+
+class ClusterHooks(Protocol):
+    """What the service asks the multi-node layer (``Service.cluster``; None when ccfast runs
+    alone). Implemented by ``ccfast.cluster.glue``; see docs/cluster.md, "Wiring"."""
+
+    def owns(self, queue: str) -> bool:
+        """This node dispatches ``queue`` now (sync: asked for every caller that joins)."""
+
+    async def redirect_address(self, queue: str) -> str | None:
+        """The ``host:port`` of the queue's owner to move a caller to, or None when no live
+        owner appeared within the failover wait (the caller then goes back to the dialplan)."""
+
+    async def claim(self, offer) -> bool:
+        """Claim ``offer.agent`` before its originate; False: held elsewhere or the database did
+        not answer (the offer is withdrawn, no penalty)."""
+
+    def offer_finished(self, offer) -> None:
+        """The core has applied the offer's result: release the agent's claim (never blocks)."""
