@@ -205,6 +205,7 @@ async def steady(sim, probe, job, args, agent_queue) -> dict:
         "ccfast_cpu_s": round(cpu, 3), "ccfast_cpu_ms_per_call": round(1000 * cpu / max(1, out["completed"]), 4),
         "ccfast_cpu_util": round(cpu / wall, 3), "ccfast_rss_bytes": after["rss_bytes"],
         "sim_cpu_s": round(own_cpu() - sim_cpu0, 3), "sim_cpu_util": round((own_cpu() - sim_cpu0) / wall, 3),
+        "sim_cpu_ms_per_call": round(1000 * (own_cpu() - sim_cpu0) / max(1, len(records)), 4),
         "wall_s": round(wall, 3),
     })
     return out
@@ -281,6 +282,35 @@ async def deep(sim, probe, job, args, agent_queue) -> dict:
 
 WORKLOADS = {"steady": steady, "burst": burst, "deep": deep}
 
+PROFILE_ENV = "CCFAST_SIM_PROFILE"
+
+
+def start_self_profile():
+    """With ``CCFAST_SIM_PROFILE=<path>`` set, py-spy records this process (raw, 250 Hz) during the
+    workload: ``CCFAST_SIM_PROFILE=/tmp/sim.txt python -m bench.e2e --step steady:300 --modes core``."""
+    path = os.environ.get(PROFILE_ENV)
+    if not path:
+        return None
+    import subprocess
+
+    spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
+    proc = subprocess.Popen([spy, "record", "--pid", str(os.getpid()), "--format", "raw", "--rate", "250",
+                             "--nonblocking", "-o", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # py-spy attaches
+    return proc
+
+
+def stop_self_profile(proc) -> None:
+    if proc is None:
+        return
+    import signal
+
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(30)
+    except Exception:
+        proc.kill()
+
 
 async def main(args) -> None:
     raise_nofile()
@@ -302,7 +332,11 @@ async def main(args) -> None:
             while not sim.inbound_connections():
                 await trio.sleep(0.01)
         started = time.perf_counter()
-        result = await WORKLOADS[job["workload"]](sim, probe, job, args, agent_queue)
+        spy = start_self_profile()
+        try:
+            result = await WORKLOADS[job["workload"]](sim, probe, job, args, agent_queue)
+        finally:
+            stop_self_profile(spy)
         result["sim_listeners_dropped"] = sim.stats["listeners_dropped"]
         result["sim_timer_errors"] = sim.switch.sched.errors
         result["job_s"] = round(time.perf_counter() - started, 2)

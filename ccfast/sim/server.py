@@ -26,6 +26,7 @@ from ccfast.esl import (Api, Auth, BgApi, Connect, DivertEvents, Exit, Filter, F
 from . import api as sim_api
 from .events import Block, SimEvent
 from .switch import C_DATA, C_JOB, C_SENDEVENT, ExecMsg, new_uuid
+from .wire import CommandReader, LazySendEvent
 
 if TYPE_CHECKING:  # pragma: no cover
     from .channel import Channel
@@ -69,7 +70,7 @@ class EslConnection:
         self.sim = sim
         self.sw = sim.switch
         self.stream = stream
-        self.proto = esl.ServerProtocol()
+        self.proto = CommandReader()
         self.channel = channel
         self.outbound = channel is not None
         self.socket_mode = socket_mode
@@ -260,7 +261,7 @@ class EslConnection:
                 data = await self.stream.receive_some(65536)
             if not data:
                 return
-            self.proto.receive_data(data)
+            self.proto.feed(data)
             for cmd in self.proto.commands():
                 if self.faults.reply_delay:
                     await trio.sleep(self.faults.reply_delay)
@@ -286,7 +287,8 @@ class EslConnection:
 
     # -- commands --------------------------------------------------------------------------
     async def handle(self, cmd) -> None:
-        line = cmd.line if isinstance(cmd, RawCommand) else type(cmd).__name__
+        line = cmd.line if isinstance(cmd, RawCommand) else (
+            "SendEvent" if type(cmd) is LazySendEvent else type(cmd).__name__)
         self.commands_seen.append(line)
         if self.outbound and not self.connected:
             if isinstance(cmd, Connect):
@@ -323,7 +325,7 @@ class EslConnection:
             self._do_bgapi(cmd)
         elif isinstance(cmd, SendMsg):
             self._do_sendmsg(cmd)
-        elif isinstance(cmd, SendEvent):
+        elif type(cmd) is LazySendEvent or isinstance(cmd, SendEvent):
             self._do_sendevent(cmd)
         elif isinstance(cmd, Subscribe):
             self._subscribe(cmd)
@@ -510,30 +512,33 @@ class EslConnection:
         self.reply("+OK")
         self.sw.queue_msg(ch, msg)
 
-    def _do_sendevent(self, cmd: SendEvent) -> None:
+    def _do_sendevent(self, cmd) -> None:
+        """``sendevent``: broadcast, or queued to the channel named by ``Unique-ID`` (§7.2).
+
+        *cmd* is a :class:`~ccfast.sim.wire.LazySendEvent` (headers decoded only when the event
+        reaches someone) or a ``SendEvent``; either way the bytes sent are the same."""
         sw = self.sw
         euid = new_uuid()
         self.reply(f"+OK {euid}")
-        sub = cmd.subclass or ""
-        items = []
-        if sub:
-            items.append(("Event-Subclass", sub))
-        items.append(("Command", f"sendevent {cmd.name}"))
-        target_uuid = None
-        for n, v in cmd.headers:
-            if n.lower() == "event-subclass" and v == sub:
-                continue
-            if n.lower() == "unique-id":
-                target_uuid = v
-            items.append((n, v))
-        body = cmd.body.decode("utf-8", "replace") if cmd.body else None
-        if body is not None:
-            items.append(("Content-Length", str(len(cmd.body))))
-        items.append(("Event-UUID", euid))
+        name = cmd.name
+        if type(cmd) is LazySendEvent:
+            sub = cmd.subclass
+            target_uuid = cmd.unique_id
+        else:
+            sub = cmd.subclass or ""
+            target_uuid = None
+            for n, v in cmd.headers:
+                if n.lower() == "unique-id":
+                    target_uuid = v
         ch = sw.get(target_uuid) if target_uuid else None
         if ch is None:
-            env = sw.host.envelope(cmd.name, C_SENDEVENT)
-            sw.fire(SimEvent(cmd.name, [Block(items), Block(env)], subclass=sub, body=body))
+            if not sw.wants_any(name, sub):
+                sw.host.seq += 1    # the event exists (it takes a sequence number); nobody gets it
+                sw.count_event(name)
+                return
+            items, body = _sendevent_items(cmd, sub, euid)
+            env = sw.host.envelope(name, C_SENDEVENT)
+            sw.fire(SimEvent(name, [Block(items), Block(env)], subclass=sub, body=body))
             return
         # §7.2: the event is queued to that channel
         if ch.bridged is not None:
@@ -541,15 +546,40 @@ class EslConnection:
         if any(a.name in ("playback", "endless_playback") for a in ch.app_stack):
             sock = ch.socket
             if sock is not None and sock.divert:
-                sock.push(SimEvent(cmd.name, [Block(list(items))], subclass=sub,
-                                   body=body).plain_frame(), event=True)
+                items, body = _sendevent_items(cmd, sub, euid)
+                sock.push(SimEvent(name, [Block(items)], subclass=sub, body=body).plain_frame(), event=True)
             return
-        sw.later(sw.t.tick, _deliver_to_parked, sw, ch, cmd.name, sub, items, body)
+        sw.later(sw.t.tick, _deliver_to_parked, sw, ch, cmd, sub, euid)
 
 
-def _deliver_to_parked(sw, ch, name, sub, items, body) -> None:
+def _sendevent_items(cmd, sub: str, euid: str) -> tuple[list, str | None]:
+    """The event's own headers as FreeSWITCH builds them from a ``sendevent`` command."""
+    if type(cmd) is LazySendEvent:
+        cmd = cmd.full()
+    items = []
+    if sub:
+        items.append(("Event-Subclass", sub))
+    items.append(("Command", f"sendevent {cmd.name}"))
+    for n, v in cmd.headers:
+        if n.lower() == "event-subclass" and v == sub:
+            continue
+        items.append((n, v))
+    body = cmd.body.decode("utf-8", "replace") if cmd.body else None
+    if body is not None:
+        items.append(("Content-Length", str(len(cmd.body))))
+    items.append(("Event-UUID", euid))
+    return items, body
+
+
+def _deliver_to_parked(sw, ch, cmd, sub, euid) -> None:
     if not ch.alive:
         return
+    name = cmd.name
+    if not sw.wants_any(name, sub):
+        sw.host.seq += 1
+        sw.count_event(name)
+        return
+    items, body = _sendevent_items(cmd, sub, euid)
     env = sw.host.envelope(name, C_SENDEVENT)
     blocks = [Block(items), Block(env)] + ch.snapshot_blocks()
     sw.fire(SimEvent(name, blocks, subclass=sub, body=body))

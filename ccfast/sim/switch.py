@@ -203,6 +203,10 @@ class Switch:
         if targets:
             self._dispatch(ev, targets)
 
+    def count_event(self, name: str) -> None:
+        """An event was fired that no listener gets (counted like :meth:`fire` counts)."""
+        self.event_counts[name] = self.event_counts.get(name, 0) + 1
+
     def wants_any(self, name: str, subclass: str = "") -> bool:
         return any(l.wants(name, subclass, None) for l in self.listeners)
 

@@ -1,0 +1,181 @@
+"""The simulator's command reader: ESL client bytes -> command objects, cheaply.
+
+Same framing, limits, errors and results as :class:`ccfast.esl.ServerProtocol` (the reference
+``CommandReader`` + ``parse_command``), with two shortcuts that matter at a thousand calls per
+second:
+
+* a header block whose every line is ``Name: value`` (name without ``:``, no ``\\r``) is checked
+  with one regular expression and split with one ``findall`` instead of one regex per line; any
+  other block goes through the reference line splitter (same results, same errors);
+* ``sendevent`` is returned as a :class:`LazySendEvent`: name, subclass and target ``Unique-ID``
+  read from the raw block, the full ``SendEvent`` (often ~150 headers: a channel snapshot) built
+  only if the event is actually delivered to someone.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ccfast.esl import RemoteProtocolError, SendEvent, parse_command
+from ccfast.esl._readers import DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_HEADER_SIZE, parse_length, split_header_line
+
+# every line "Name: value\n" with a colon-free printable name: the first ": " is the separator
+_SIMPLE_BLOCK = re.compile(rb"(?:[!-9;-~]+: [^\n\r]*\n)*")
+_SIMPLE_LINE = re.compile(rb"([!-9;-~]+): ([^\n]*)\n")
+_WORD = re.compile(r"[^\s]+\Z")
+_SUBCLASS = re.compile(rb"^(?i:event-subclass): ([^\n]*)$", re.M)
+_UNIQUE_ID = re.compile(rb"^(?i:unique-id): ([^\n]*)$", re.M)
+_CONTENT_LENGTH = re.compile(rb"^(?i:content-length): ([^\n]*)$", re.M)
+
+
+class LazySendEvent:
+    """``sendevent <name>`` whose headers are decoded on demand (see :meth:`full`)."""
+
+    __slots__ = ("name", "subclass", "unique_id", "_line", "_pairs", "_body", "_full")
+
+    def __init__(self, name: str, subclass: str, unique_id: str | None, line: str, block: bytes, body):
+        self.name = name
+        self.subclass = subclass            # "" when none
+        self.unique_id = unique_id          # last Unique-ID header (any case), or None
+        self._line = line
+        self._pairs = block
+        self._body = body
+        self._full: SendEvent | None = None
+
+    def full(self) -> SendEvent:
+        """The command as :func:`ccfast.esl.parse_command` builds it."""
+        f = self._full
+        if f is None:
+            f = self._full = parse_command(self._line, _SIMPLE_LINE.findall(self._pairs), self._body)
+        return f
+
+
+class CommandReader:
+    """``feed(bytes)`` (``b""`` = end of stream), then iterate :meth:`commands`."""
+
+    __slots__ = ("max_header_size", "max_body_size", "_buf", "_pos", "_scan", "_pending", "_eof",
+                 "_error")
+
+    def __init__(self, max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
+                 max_body_size: int = DEFAULT_MAX_BODY_SIZE) -> None:
+        self.max_header_size = max_header_size
+        self.max_body_size = max_body_size
+        self._buf = b""
+        self._pos = 0
+        self._scan = 0
+        self._pending = None
+        self._eof = False
+        self._error: RemoteProtocolError | None = None
+
+    def feed(self, data: bytes) -> None:
+        if not data:
+            self._eof = True
+            return
+        pos = self._pos
+        if pos >= len(self._buf):
+            self._buf = bytes(data)
+            self._scan = 0
+        else:
+            self._buf = self._buf[pos:] + data
+            self._scan = max(0, self._scan - pos)
+        self._pos = 0
+
+    def commands(self):
+        while True:
+            cmd = self.next_command()
+            if cmd is None:
+                return
+            yield cmd
+
+    def next_command(self):
+        if self._error is not None:
+            raise self._error
+        try:
+            frame = self._next_frame()
+            if frame is None:
+                return None
+            return _build(*frame)
+        except RemoteProtocolError as exc:
+            self._error = exc
+            raise
+
+    def _next_frame(self):
+        buf = self._buf
+        n = len(buf)
+        if self._pending is None:
+            pos = self._pos
+            while pos < n and buf[pos] in (10, 13):
+                pos += 1
+            self._pos = start = pos
+            end = buf.find(b"\n\n", max(self._scan, start))
+            if end < 0:
+                if n - start > self.max_header_size:
+                    raise RemoteProtocolError("command block exceeds the size limit")
+                self._scan = max(start, n - 1)
+                if self._eof and n > start:
+                    raise RemoteProtocolError("stream ended inside a command")
+                return None
+            if end - start > self.max_header_size:
+                raise RemoteProtocolError("command block exceeds the size limit")
+            nl = buf.find(b"\n", start, end + 1)
+            raw_line = buf[start:nl]
+            if raw_line.endswith(b"\r"):
+                raw_line = raw_line.rstrip(b"\r")
+            try:
+                line = raw_line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise RemoteProtocolError("command line is not valid UTF-8") from exc
+            block = buf[nl + 1:end + 1] if nl < end else b""
+            length = -1
+            if not block:
+                pairs = []
+            elif _SIMPLE_BLOCK.fullmatch(block):
+                if line.startswith("sendevent "):
+                    pairs = block   # kept raw: see LazySendEvent
+                    m = _CONTENT_LENGTH.search(block)
+                    if m is not None:
+                        length = parse_length(m.group(1), self.max_body_size)
+                else:
+                    pairs = _SIMPLE_LINE.findall(block)
+            else:
+                pairs = [split_header_line(x.rstrip(b"\r")) for x in block[:-1].split(b"\n")]
+            if length < 0 and type(pairs) is list and b"ength" in block:
+                for name, value in pairs:
+                    if name.lower() == b"content-length":
+                        length = parse_length(value, self.max_body_size)
+                        break
+            self._pos = end + 2
+            self._scan = self._pos
+            if length < 0:
+                return line, pairs, None
+            self._pending = (line, pairs, length)
+        line, pairs, length = self._pending
+        if n - self._pos < length:
+            if self._eof:
+                raise RemoteProtocolError("stream ended inside a command body")
+            return None
+        body = buf[self._pos:self._pos + length]
+        self._pos += length
+        self._scan = self._pos
+        self._pending = None
+        return line, pairs, body
+
+
+def _build(line: str, pairs, body: bytes | None):
+    if type(pairs) is bytes:  # a simple sendevent block, kept raw
+        name = line[10:].strip()
+        try:
+            pairs.decode("utf-8")
+        except UnicodeDecodeError:
+            pairs = _SIMPLE_LINE.findall(pairs)
+        else:
+            if _WORD.match(name):
+                m = _SUBCLASS.search(pairs)
+                sub = m.group(1).decode("utf-8") if m is not None else ""
+                uid = None
+                for uid in _UNIQUE_ID.findall(pairs):
+                    pass
+                return LazySendEvent(name, sub, None if uid is None else uid.decode("utf-8"), line, pairs,
+                                     body)
+            pairs = _SIMPLE_LINE.findall(pairs)
+    return parse_command(line, pairs, body)

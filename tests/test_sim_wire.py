@@ -1,0 +1,85 @@
+"""The simulator's fast command reader gives what the reference ServerProtocol gives."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ccfast import esl
+from ccfast.sim.wire import CommandReader, LazySendEvent
+
+FRAMES = [
+    b"auth ClueCon\n\n",
+    b"event plain CHANNEL_ANSWER CUSTOM callcenter::info\n\n",
+    b"api uuid_bridge a b\n\n",
+    b"bgapi originate {x=1}sim/agent/a1 &park()\nJob-UUID: 11111111-2222-3333-4444-555555555555\n\n",
+    b"sendmsg\ncall-command: execute\nexecute-app-name: playback\nexecute-app-arg: local_stream://moh\n\n",
+    b"sendmsg abc\ncall-command: execute\nexecute-app-name: x\ncontent-length: 5\n\nhello",
+    b"sendevent CUSTOM\nEvent-Subclass: callcenter::info\nCC-Action: agent-offering\n\n",
+    b"sendevent CUSTOM\nevent-subclass: a::b\nEvent-Subclass: c::d\nUnique-ID: u1\nunique-id: u2\n"
+    b"Content-Length: 3\n\nabc",
+    b"sendevent CUSTOM\nName:value\nx:y: z\n\n",
+    b"sendevent CUSTOM\nBad Name: v\n\n",
+    b"sendevent A B\nX: 1\n\n",
+    b"sendevent CUSTOM\r\nX: 1\r\n\n",
+    b"sendevent CUSTOM\nX: caf\xc3\xa9\n\n",
+    b"sendevent CUSTOM\nContent-Length: 2\nContent-Length: 7\n\nab",
+    b"myevents plain\n\nlinger 5\n\nresume\n\nconnect\n\nexit\n\n",
+    b"\n\r\nnoevents\n\n",
+    b"filter Unique-ID abc\n\nnixevent ALL\n\n",
+    b"bogus thing\nHeader: v\n\n",
+]
+BAD = [
+    b"sendevent CUSTOM\n: novalue\n\n",
+    b"sendevent CUSTOM\nX: \xff\n\n",
+    b"\xff\xfe\n\n",
+    b"sendmsg\ncontent-length: x\n\n",
+]
+
+
+def _ref(data: bytes, chunks: list[int]):
+    p = esl.ServerProtocol()
+    out = []
+    try:
+        for a, b in zip([0] + chunks, chunks + [len(data)]):
+            p.receive_data(data[a:b])
+            out.extend(p.commands())
+    except esl.ProtocolError as exc:
+        out.append(("error", type(exc)))
+    return out
+
+
+def _fast(data: bytes, chunks: list[int]):
+    r = CommandReader()
+    out = []
+    try:
+        for a, b in zip([0] + chunks, chunks + [len(data)]):
+            r.feed(data[a:b])
+            for cmd in r.commands():
+                if isinstance(cmd, LazySendEvent):
+                    full = cmd.full()
+                    assert cmd.name == full.name and cmd.subclass == (full.subclass or "")
+                    uid = [v for n, v in full.headers if n.lower() == "unique-id"]
+                    assert cmd.unique_id == (uid[-1] if uid else None)
+                    cmd = full
+                out.append(cmd)
+    except esl.ProtocolError as exc:
+        out.append(("error", type(exc)))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(FRAMES + BAD), min_size=1, max_size=6), st.data())
+def test_same_commands_as_reference(frames, data):
+    raw = b"".join(frames)
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, max(1, len(raw) - 1)), max_size=4))))
+    assert _fast(raw, cuts) == _ref(raw, cuts)
+
+
+def test_sendevent_stays_lazy_until_needed():
+    r = CommandReader()
+    r.feed(FRAMES[7])
+    (cmd,) = list(r.commands())
+    assert isinstance(cmd, LazySendEvent)
+    assert (cmd.name, cmd.subclass, cmd.unique_id) == ("CUSTOM", "a::b", "u2")
+    assert cmd.full().body == b"abc"
