@@ -6,7 +6,8 @@
    created or migrated, mod_callcenter's startup reset (§1.5), rows loaded into the core;
 2. the configuration applied on top as mod_callcenter loads it (queues, then XML agents, then XML
    tiers), and the resulting state written once; from then on the core's journal is written
-   behind by one task;
+   behind by one task. With ``config-source = database`` the queues/agents/tiers/settings come
+   from the ``cc_*`` tables instead (``store.config_source``; reload commands re-read them);
 3. one inbound link per FreeSWITCH box, the dispatch loop, the outbound listener for callers, the
    control port and the metrics endpoint.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import gc
 import logging
 
@@ -28,14 +30,15 @@ from . import api as apimod
 from . import config as configmod
 from . import strings as S
 from .control import ControlServer
-from .esl.outbound import OutboundSession, serve_outbound
+from .esl.hub import OutboundHub
 from .httpd import Health, serve_http
 from .kpi import KpiTracker
 from .metrics import Metrics, snapshot_from_rows
 from .oracle_mode import make_dispatch_core
 from .service import Clock, Service
-from .service.links import BoxLink, MemberLinkAdapter
+from .service.links import BoxLink
 from .store import TABLES, WriterConfig, open_writer, store_from_target
+from .store.config_source import DbConfigSource, rereads_config
 
 log = logging.getLogger("ccfast.serve")
 
@@ -116,11 +119,31 @@ async def run(cfg: configmod.Config, *, clock: Clock | None = None, task_status=
         await _run(cfg, clock, freeze, task_status)
 
 
+async def load_config_source(cfg: configmod.Config) -> tuple[configmod.Config, DbConfigSource | None, object]:
+    """``config-source = database``: the Config read from the ``cc_*`` tables (waiting for the
+    database with retry and backoff), its source (for reloads) and the store to use; with
+    ``xml``: ``(cfg, None, store)``. Raises ConfigError when the rows cannot work."""
+    if cfg.ccfast.config_source != "database":
+        return cfg, None, store_from_target(cfg.database)
+    source = DbConfigSource.open(cfg, store_from_target)
+    try:
+        fresh = await source.load()
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await source.store.close()
+        raise
+    for warning in fresh.warnings:
+        log.warning("config: %s", warning)
+    log.info("config: %d queue(s), %d agent(s), %d tier(s) read from %s", len(fresh.queue_sources),
+             len(fresh.agents), len(fresh.tiers), source.label)
+    return fresh, source, source.store if source.shared else store_from_target(fresh.database)
+
+
 async def _run(cfg: configmod.Config, clock: Clock | None, freeze, task_status) -> None:
     async with trio_asyncio.open_loop():
         clock = clock or Clock()
+        cfg, config_source, store = await load_config_source(cfg)
         core = new_core(cfg)
-        store = store_from_target(cfg.database)
         try:
             await load_state(store, cfg, core, clock.now())
             core.drain_journal()  # the snapshot below carries this state
@@ -132,10 +155,12 @@ async def _run(cfg: configmod.Config, clock: Clock | None, freeze, task_status) 
             )
             async with open_writer(store, writer_config, resync_source=lambda: core_rows(core)) as writer:
                 writer.snapshot(core_rows(core))
-                await _serve(cfg, core, clock, writer, task_status)
+                await _serve(cfg, core, clock, writer, task_status, config_source=config_source)
         finally:
             with trio.CancelScope(shield=True):
                 await store.close()
+                if config_source is not None:
+                    await config_source.close()
 
 
 def _backend_label(writer) -> str:
@@ -184,7 +209,7 @@ class ScrapeSync:
             self._batches, self._rows = st.batches, st.rows_written
 
 
-async def _serve(cfg, core, clock: Clock, writer, task_status) -> None:
+async def _serve(cfg, core, clock: Clock, writer, task_status, *, config_source=None) -> None:
     service = Service(core, cfg.settings, clock=clock, config=cfg)
     service.journal_sink = writer.submit
     settings = cfg.ccfast
@@ -222,18 +247,15 @@ async def _serve(cfg, core, clock: Clock, writer, task_status) -> None:
             service.add_box(box)
         await nursery.start(service.run)
 
-        async def on_member(session: OutboundSession) -> None:
-            await session.connect()
-            await service.handle_member(MemberLinkAdapter(session))
-
         outbound_port = await nursery.start(
-            serve_outbound, on_member, settings.outbound_listen.host, settings.outbound_listen.port
+            OutboundHub(service.on_connection).serve, settings.outbound_listen.host, settings.outbound_listen.port
         )
 
         control = None
         control_port = None
         if settings.control_listen is not None:
-            state = apimod.ApiState(core, cfg, reload_config=cfg.reload, break_channel=service.break_agent_channel)
+            state = apimod.ApiState(core, cfg, reload_config=_reloader(cfg, config_source, service),
+                                    break_channel=service.break_agent_channel)
 
             def after_command() -> None:
                 for cancel in state.cancels:
@@ -246,7 +268,8 @@ async def _serve(cfg, core, clock: Clock, writer, task_status) -> None:
 
                 return format_stats(metrics.kpi_stats(clock.time(), queue), as_json=as_json)
 
-            control = ControlServer(state, settings.control_password, now=clock.now,
+            control_class = ControlServer if config_source is None else functools.partial(ReloadingControl, source=config_source)
+            control = control_class(state, settings.control_password, now=clock.now,
                                     after_command=after_command, stats=stats)
             service.event_listeners.append(control.publish)
             control_port = await nursery.start(control.serve, settings.control_listen.host, settings.control_listen.port)
@@ -269,3 +292,49 @@ async def _serve(cfg, core, clock: Clock, writer, task_status) -> None:
                  outbound_port, control_port, metrics_port)
         task_status.started(Running(service, outbound_port, control_port, metrics_port, control, metrics,
                                     writer, nursery.cancel_scope))
+
+
+# -- config-source = database: reloads ---------------------------------------------------------
+
+def _reloader(cfg: configmod.Config, source: DbConfigSource | None, service):
+    """``ApiState.reload_config``: the XML files read again, or the ``cc_*`` tables' Config that
+    ``ReloadingControl`` fetched for this command (the service's lazy queue loading follows it)."""
+    if source is None:
+        return cfg.reload
+
+    def reload() -> configmod.Config:
+        fresh = source.reload()
+        service.config = fresh
+        return fresh
+
+    return reload
+
+
+class ReloadingControl(ControlServer):
+    """The control port with ``config-source = database``.
+
+    The API is synchronous, the database is not: a command that re-reads the configuration
+    (``queue load|reload``, ``agent reload``, ``tier reload``) first awaits ``source.refresh()``
+    in its connection's task — the trio loop, dispatch and other connections go on meanwhile —
+    and then runs with exactly that Config. When the read fails (database down, bad rows) the
+    command is answered ``-ERR <reason naming the table and row>`` and nothing is changed (not
+    even the unload half of ``queue reload``)."""
+
+    def __init__(self, *args, source: DbConfigSource, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.source = source
+
+    async def _command(self, cmd, sub, nursery) -> bool:
+        command, args = getattr(cmd, "command", None), getattr(cmd, "args", None)
+        if command is not None and rereads_config(command, args):
+            await self.source.refresh()
+        return await super()._command(cmd, sub, nursery)
+
+    def run_api(self, command: str, args: str) -> str:
+        if rereads_config(command, args):
+            try:
+                self.source.reload()
+            except configmod.ConfigError as exc:
+                return f"-ERR {exc}\n"
+        return super().run_api(command, args)
+

@@ -20,7 +20,7 @@ from ..esl._throttle import FailureLog
 from .ccevents import encode_sendevent, presence_headers, render
 from .clock import Clock
 from .dispatcher import Dispatcher
-from .member import MemberSession
+from .caller import MemberSession
 from .offer import OfferTask
 from .ports import Box
 
@@ -51,6 +51,8 @@ class Service:
         self._member_ready: dict[str, float] = {}  # member uuid -> trio time it joined
         self._offer_ready: dict[int, tuple[float, str]] = {}  # offer id -> (ready trio time, trigger)
         self._nursery: trio.Nursery | None = None
+        self._soon: list[Callable[[], Any]] = []
+        self._soon_wake = trio.Event()
         self.failure_log = FailureLog(log)
         self.dispatcher = Dispatcher(
             core, self.clock,
@@ -81,12 +83,31 @@ class Service:
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            nursery.start_soon(self._run_soon)
             await nursery.start(self.dispatcher.run)
             task_status.started(self)
             try:
                 await trio.sleep_forever()
             finally:
                 self.failure_log.flush()
+
+    def soon(self, fn: Callable[[], Any]) -> None:
+        """Call ``fn()`` once the current task has reached its next checkpoint (one task runs
+        all of them in order): for notifications that must not act in the middle of their
+        sender's step, e.g. a member's exit after the offer that bridged it has done its part."""
+        self._soon.append(fn)
+        self._soon_wake.set()
+
+    async def _run_soon(self) -> None:
+        while True:
+            await self._soon_wake.wait()
+            self._soon_wake = trio.Event()
+            batch, self._soon = self._soon, []
+            for fn in batch:
+                try:
+                    fn()
+                except Exception as exc:
+                    self.failure_log.failed(f"soon {getattr(fn, '__qualname__', fn)}", exc)
 
     def stop(self) -> None:
         if self._nursery is not None:
@@ -126,10 +147,9 @@ class Service:
                 return box
         return self.default_box()
 
-    async def handle_member(self, link) -> None:
-        """Serve one outbound ESL connection (one caller) to its end."""
-        session = MemberSession(self, link, self.box_for(link.data))
-        await session.run()
+    def on_connection(self, conn) -> None:
+        """A caller's outbound ESL connection (``OutboundHub``): serve it to its end."""
+        MemberSession(self, conn).start()
 
     def resolve_queue(self, name: str):
         """The queue's params, loading it lazily from the config like mod_callcenter (§2.6)."""

@@ -123,6 +123,20 @@ class BoxLink:
             self.commands_failed += 1
             log.debug("box %s: %s not sent: %r", self.name, command.split(" ", 1)[0], exc)
 
+    def api_then(self, command: str, on_reply) -> None:
+        """``api <command>`` queued in order; ``on_reply(body or exception)`` once its reply
+        came or the link failed (called at once, with the exception, when the link is down)."""
+        def done(reply) -> None:
+            try:
+                on_reply(reply if isinstance(reply, BaseException) else getattr(reply, "body", ""))
+            except Exception:  # the link's waiter would swallow it silently
+                log.exception("box %s: reply callback of %s failed", self.name, command.split(" ", 1)[0])
+        try:
+            self.client.api_nowait(command, on_reply=done)
+        except ConnectionLost as exc:
+            self.commands_failed += 1
+            on_reply(exc)
+
     def _count_failure(self, reply) -> None:
         if isinstance(reply, BaseException) or getattr(reply, "body", "").startswith("-ERR"):
             self.commands_failed += 1
