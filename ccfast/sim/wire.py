@@ -22,6 +22,11 @@ from ccfast.esl._readers import DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_HEADER_SIZE, 
 # every line "Name: value\n" with a colon-free printable name: the first ": " is the separator
 _SIMPLE_BLOCK = re.compile(rb"(?:[!-9;-~]+: [^\n\r]*\n)*")
 _SIMPLE_LINE = re.compile(rb"([!-9;-~]+): ([^\n]*)\n")
+try:  # the C scanner; the regular expressions below give the same results
+    from ._render import scan_simple_block
+except ImportError:  # pragma: no cover - not built
+    scan_simple_block = None
+
 _WORD = re.compile(r"[^\s]+\Z")
 _SUBCLASS = re.compile(rb"^(?i:event-subclass): ([^\n]*)$", re.M)
 _UNIQUE_ID = re.compile(rb"^(?i:unique-id): ([^\n]*)$", re.M)
@@ -129,12 +134,22 @@ class CommandReader:
             length = -1
             if not block:
                 pairs = []
+            elif line.startswith("sendevent ") and scan_simple_block is not None:
+                found = scan_simple_block(block)
+                if found is not None:
+                    pairs = found + (block,)   # kept raw: see LazySendEvent
+                    if found[2] is not None:
+                        length = parse_length(found[2], self.max_body_size)
+                else:
+                    pairs = [split_header_line(x.rstrip(b"\r")) for x in block[:-1].split(b"\n")]
             elif _SIMPLE_BLOCK.fullmatch(block):
                 if line.startswith("sendevent "):
-                    pairs = block   # kept raw: see LazySendEvent
-                    m = _CONTENT_LENGTH.search(block)
-                    if m is not None:
-                        length = parse_length(m.group(1), self.max_body_size)
+                    m = _SUBCLASS.search(block)
+                    uids = _UNIQUE_ID.findall(block)
+                    m2 = _CONTENT_LENGTH.search(block)
+                    pairs = (m and m.group(1), uids[-1] if uids else None, m2 and m2.group(1), block)
+                    if m2 is not None:
+                        length = parse_length(m2.group(1), self.max_body_size)
                 else:
                     pairs = _SIMPLE_LINE.findall(block)
             else:
@@ -162,20 +177,16 @@ class CommandReader:
 
 
 def _build(line: str, pairs, body: bytes | None):
-    if type(pairs) is bytes:  # a simple sendevent block, kept raw
+    if type(pairs) is tuple:  # a simple sendevent block: (subclass, unique-id, length, raw block)
+        sub, uid, _, block = pairs
         name = line[10:].strip()
         try:
-            pairs.decode("utf-8")
+            block.decode("utf-8")
         except UnicodeDecodeError:
-            pairs = _SIMPLE_LINE.findall(pairs)
+            pairs = _SIMPLE_LINE.findall(block)
         else:
             if _WORD.match(name):
-                m = _SUBCLASS.search(pairs)
-                sub = m.group(1).decode("utf-8") if m is not None else ""
-                uid = None
-                for uid in _UNIQUE_ID.findall(pairs):
-                    pass
-                return LazySendEvent(name, sub, None if uid is None else uid.decode("utf-8"), line, pairs,
-                                     body)
-            pairs = _SIMPLE_LINE.findall(pairs)
+                return LazySendEvent(name, "" if sub is None else sub.decode("utf-8"),
+                                     None if uid is None else uid.decode("utf-8"), line, block, body)
+            pairs = _SIMPLE_LINE.findall(block)
     return parse_command(line, pairs, body)
