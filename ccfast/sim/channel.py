@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from .events import Block
+from .events import Block, line
 
 if TYPE_CHECKING:  # pragma: no cover
     from .apps import RunningApp
@@ -98,20 +98,27 @@ class Channel:
         self._profile_block: Block | None = None
         self._vars_block: Block | None = None
         self._other_block: Block | None = None
+        self._state_block: tuple[tuple, Block] | None = None
+        self._vlines: dict[str, bytes] = {}     # var name -> its rendered "variable_<name>: v\n"
+        self._heads: dict[str, bytes] = {}      # profile prefix -> rendered constant profile lines
 
     # -- mutation ---------------------------------------------------------------------------
     def set_var(self, name: str, value: str | None) -> None:
         if value is None or value == "":
             if name in self.vars:
                 del self.vars[name]
+                del self._vlines[name]
                 self._vars_block = None
             return
         self.vars[name] = value
+        self._vlines[name] = line("variable_" + name, value)
         self._vars_block = None
 
     def set_vars(self, pairs) -> None:
+        vars_, vlines = self.vars, self._vlines
         for k, v in pairs:
-            self.vars[k] = v
+            vars_[k] = v
+            vlines[k] = line("variable_" + k, v)
         self._vars_block = None
 
     def touch_profile(self) -> None:
@@ -137,6 +144,44 @@ class Channel:
             items.append(("Hangup-Cause", self.hangup_cause))
         items += _CODECS
         return items
+
+    def state_block(self) -> Block:
+        key = (self.state, self.call_state, self.state_number, self.answer_state, self.hangup_cause,
+               self.call_uuid)
+        sb = self._state_block
+        if sb is None or sb[0] != key:
+            sb = self._state_block = (key, Block(self.state_items()))
+        return sb[1]
+
+    _CONST_PROFILE = ("Direction", "Logical-Direction", "Dialplan", "Caller-ID-Name", "Caller-ID-Number",
+                      "Orig-Caller-ID-Name", "Orig-Caller-ID-Number", "Callee-ID-Name",
+                      "Callee-ID-Number", "ANI", "Destination-Number", "Unique-ID", "Source")
+
+    def _profile_plain(self, prefix: str, other: bool = False) -> bytes:
+        """The bytes of ``Block(self._profile_items(prefix, other)).plain()``, from cached parts."""
+        head = self._heads.get(prefix)
+        if head is None:
+            p = self.profile
+            head = self._heads[prefix] = b"".join([line(prefix + k, p[k]) for k in self._CONST_PROFILE])
+        p = self.profile
+        parts = [head]
+        if self.transfer_source and not other:
+            parts.append(line(prefix + "Transfer-Source", self.transfer_source))
+        parts.append(line(prefix + "Context", p["Context"]))
+        parts.append(line(prefix + "Channel-Name", p["Channel-Name"]))
+        if not other:
+            parts.append(b"%bProfile-Index: %b\n" % (prefix.encode(), b"2" if self.transfer_source else b"1"))
+        parts.append(b"%(p)bProfile-Created-Time: %(c)d\n%(p)bChannel-Created-Time: %(c)d\n"
+                     b"%(p)bChannel-Answered-Time: %(a)d\n%(p)bChannel-Progress-Time: %(g)d\n"
+                     b"%(p)bChannel-Progress-Media-Time: %(m)d\n%(p)bChannel-Hangup-Time: %(h)d\n"
+                     b"%(p)bChannel-Transfer-Time: 0\n%(p)bChannel-Resurrect-Time: 0\n"
+                     b"%(p)bChannel-Bridged-Time: %(b)d\n%(p)bChannel-Last-Hold: 0\n"
+                     b"%(p)bChannel-Hold-Accum: 0\n%(p)bScreen-Bit: true\n%(p)bPrivacy-Hide-Name: false\n"
+                     b"%(p)bPrivacy-Hide-Number: false\n" % {
+                         b"p": prefix.encode(), b"c": self.created_us, b"a": self.answered_us,
+                         b"g": self.progress_us, b"m": self.progress_media_us, b"h": self.hangup_us,
+                         b"b": self.bridged_us})
+        return b"".join(parts)
 
     def _profile_items(self, prefix: str, other: bool = False) -> list[tuple[str, str]]:
         p = self.profile
@@ -167,7 +212,8 @@ class Channel:
     def profile_block(self) -> Block:
         b = self._profile_block
         if b is None:
-            b = self._profile_block = Block(self._profile_items("Caller-"))
+            b = self._profile_block = Block(plain=self._profile_plain("Caller-"),
+                                            src=lambda: self._profile_items("Caller-"))
         return b
 
     def other_block(self) -> Block | None:
@@ -176,19 +222,23 @@ class Channel:
             return None
         b = self._other_block
         if b is None:
+            ot = self.other_type
             b = self._other_block = Block(
-                [("Other-Type", self.other_type)] + o._profile_items("Other-Leg-", other=True))
+                plain=line("Other-Type", ot) + o._profile_plain("Other-Leg-", other=True),
+                src=lambda: [("Other-Type", ot)] + o._profile_items("Other-Leg-", other=True))
         return b
 
     def vars_block(self) -> Block:
         b = self._vars_block
         if b is None:
-            b = self._vars_block = Block([("variable_" + k, v) for k, v in self.vars.items()])
+            snap = self.vars.copy()
+            b = self._vars_block = Block(plain=b"".join(self._vlines.values()),
+                                         src=lambda: [("variable_" + k, v) for k, v in snap.items()])
         return b
 
     def snapshot_blocks(self, *, with_vars: bool = True) -> list[Block]:
         """The channel part of an event: state, profile, other leg, variables."""
-        blocks = [Block(self.state_items()), self.profile_block()]
+        blocks = [self.state_block(), self.profile_block()]
         ob = self.other_block()
         if ob is not None:
             blocks.append(ob)
@@ -198,7 +248,7 @@ class Channel:
 
     def data_profile_block(self) -> Block:
         """The ``Channel-*`` copy of the caller profile that CHANNEL_DATA starts with."""
-        return Block(self._profile_items("Channel-"))
+        return Block(plain=self._profile_plain("Channel-"), src=lambda: self._profile_items("Channel-"))
 
     # -- queries ----------------------------------------------------------------------------
     @property

@@ -131,8 +131,7 @@ class Simulator:
         mode, _, ctl = spec.socket_arg.partition(" ")
         data = f"{target[0]}:{target[1]} {spec.socket_arg}"
         ch.set_vars([("current_application_data", data), ("current_application", "socket"),
-                     ("socket_host", target[0])])
-        ch.vars["socket_data"] = data
+                     ("socket_host", target[0]), ("socket_data", data)])
         ch.in_socket = True
         conn = EslConnection(self, stream, channel=ch,
                              socket_mode="async" if mode == "async" else "static",

@@ -20,22 +20,48 @@ _SAFE = re.compile(r"[A-Za-z0-9_./,()\-'!$*~]*\Z")
 UNDEF = "_undef_"
 
 
+_ENC: dict[str, str] = {}     # value -> encoded value (most values repeat: states, uuids, numbers)
+_ENC_MAX = 200_000
+
+
 def enc(value: str) -> str:
     """URL-encode one header value as FreeSWITCH writes it in text/event-plain."""
-    if _SAFE.match(value):
-        return value
-    return url_encode(value)
+    e = _ENC.get(value)
+    if e is None:
+        e = value if _SAFE.match(value) else url_encode(value)
+        if len(_ENC) >= _ENC_MAX:
+            _ENC.clear()
+        _ENC[value] = e
+    return e
+
+
+def line(name: str, value: str) -> bytes:
+    """One ``Name: value\n`` line of text/event-plain (``_undef_`` for an empty value)."""
+    return f"{name}: {enc(value) if value != '' else UNDEF}\n".encode("ascii")
 
 
 class Block:
-    """An ordered run of headers with cached plain and JSON renderings."""
+    """An ordered run of headers with cached plain and JSON renderings.
 
-    __slots__ = ("items", "_plain", "_json")
+    ``items`` may be given as a function (``src``) when the block's bytes are rendered by
+    other means (``plain`` given up front): they are then built only if someone asks (a
+    filter, a JSON listener, a test)."""
 
-    def __init__(self, items: list[tuple[str, str]]):
-        self.items = items
-        self._plain: bytes | None = None
+    __slots__ = ("_items", "_src", "_plain", "_json")
+
+    def __init__(self, items: list[tuple[str, str]] | None = None, *, plain: bytes | None = None,
+                 src=None):
+        self._items = items
+        self._src = src
+        self._plain = plain
         self._json: str | None = None
+
+    @property
+    def items(self) -> list[tuple[str, str]]:
+        it = self._items
+        if it is None:
+            it = self._items = self._src()
+        return it
 
     def plain(self) -> bytes:
         p = self._plain
@@ -64,6 +90,48 @@ class Host:
         self.ipv6 = ipv6
         self.seq = 0
         self._date_cache: tuple[int, str, str] = (-1, "", "")
+        self._date_lines: tuple[int, bytes] = (-1, b"")
+        self._head = (line("Core-UUID", core_uuid) + line("FreeSWITCH-Hostname", hostname)
+                      + line("FreeSWITCH-Switchname", hostname) + line("FreeSWITCH-IPv4", ipv4)
+                      + line("FreeSWITCH-IPv6", ipv6))
+        self._calling: dict[tuple, bytes] = {}
+        self._names: dict[str, bytes] = {}
+
+    def envelope_block(self, name: str, calling: tuple[str, str, int]) -> Block:
+        """The envelope of :meth:`envelope` (``first=True``) as a pre-rendered block."""
+        self.seq += 1
+        seq = self.seq
+        now = time.time()
+        sec = int(now)
+        dl = self._date_lines
+        if dl[0] != sec:
+            self.envelope("", calling)   # refresh the date strings (and undo its seq step)
+            self.seq = seq
+            c = self._date_cache
+            dl = self._date_lines = (sec, line("Event-Date-Local", c[1]) + line("Event-Date-GMT", c[2]))
+        ts = int(now * 1_000_000)
+        nb = self._names.get(name)
+        if nb is None:
+            nb = self._names[name] = line("Event-Name", name)
+        cb = self._calling.get(calling)
+        if cb is None:
+            cb = self._calling[calling] = (line("Event-Calling-File", calling[0])
+                                           + line("Event-Calling-Function", calling[1])
+                                           + line("Event-Calling-Line-Number", str(calling[2])))
+        plain = b"%b%b%bEvent-Date-Timestamp: %d\n%bEvent-Sequence: %d\n" % (
+            nb, self._head, dl[1], ts, cb, seq)
+        dates = self._date_cache
+
+        def items() -> list[tuple[str, str]]:
+            return [("Event-Name", name), ("Core-UUID", self.core_uuid),
+                    ("FreeSWITCH-Hostname", self.hostname), ("FreeSWITCH-Switchname", self.hostname),
+                    ("FreeSWITCH-IPv4", self.ipv4), ("FreeSWITCH-IPv6", self.ipv6),
+                    ("Event-Date-Local", dates[1]), ("Event-Date-GMT", dates[2]),
+                    ("Event-Date-Timestamp", str(ts)), ("Event-Calling-File", calling[0]),
+                    ("Event-Calling-Function", calling[1]), ("Event-Calling-Line-Number", str(calling[2])),
+                    ("Event-Sequence", str(seq))]
+
+        return Block(plain=plain, src=items)
 
     def envelope(self, name: str, calling: tuple[str, str, int], *, first: bool = True
                  ) -> list[tuple[str, str]]:

@@ -437,8 +437,7 @@ class EslConnection:
         rec = ch.record
         if rec is not None:
             rec.connect_cmd_at = trio.current_time()
-        items = self.sw.host.envelope("CHANNEL_DATA", C_DATA)
-        blocks = [Block(items), ch.data_profile_block()] + ch.snapshot_blocks()
+        blocks = [self.sw.host.envelope_block("CHANNEL_DATA", C_DATA), ch.data_profile_block()] + ch.snapshot_blocks()
         data = b"".join(b.plain() for b in blocks) + CONNECT_TAIL % (
             self.socket_mode.encode(), self.control.encode())
         self.push(data)
@@ -588,9 +587,9 @@ def _deliver_to_parked(sw, ch, cmd, sub, euid) -> None:
 def _fire_job(sw, job_uuid: str, command: str, arg: str, text: str) -> None:
     if not sw.wants_any("BACKGROUND_JOB"):
         return
-    env = sw.host.envelope("BACKGROUND_JOB", C_JOB)
-    env += [("Job-UUID", job_uuid), ("Job-Command", command), ("Job-Command-Arg", arg)]
-    sw.fire(SimEvent("BACKGROUND_JOB", [Block(env)], body=text))
+    env = sw.host.envelope_block("BACKGROUND_JOB", C_JOB)
+    job = Block([("Job-UUID", job_uuid), ("Job-Command", command), ("Job-Command-Arg", arg)])
+    sw.fire(SimEvent("BACKGROUND_JOB", [env, job], body=text))
 
 
 def acl_allows(acl: list[str] | None, peer_ip: str) -> bool:

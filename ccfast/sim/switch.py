@@ -189,7 +189,7 @@ class Switch:
         targets = self._targets(name, "", ch)
         if not targets:
             return
-        blocks = [Block(self.host.envelope(name, calling))]
+        blocks = [self.host.envelope_block(name, calling)]
         if pre:
             blocks.append(Block(pre))
         blocks += ch.snapshot_blocks(with_vars=with_vars)
