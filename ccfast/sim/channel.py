@@ -213,7 +213,7 @@ class Channel:
         b = self._profile_block
         if b is None:
             b = self._profile_block = Block(plain=self._profile_plain("Caller-"),
-                                            src=lambda: self._profile_items("Caller-"))
+                                            src=lambda: self._profile_items("Caller-"), prefix="Caller-")
         return b
 
     def other_block(self) -> Block | None:
@@ -225,15 +225,18 @@ class Channel:
             ot = self.other_type
             b = self._other_block = Block(
                 plain=line("Other-Type", ot) + o._profile_plain("Other-Leg-", other=True),
-                src=lambda: [("Other-Type", ot)] + o._profile_items("Other-Leg-", other=True))
+                src=lambda: [("Other-Type", ot)] + o._profile_items("Other-Leg-", other=True),
+                prefix="Other-")
         return b
 
     def vars_block(self) -> Block:
         b = self._vars_block
         if b is None:
             snap = self.vars.copy()
-            b = self._vars_block = Block(plain=b"".join(self._vlines.values()),
-                                         src=lambda: [("variable_" + k, v) for k, v in snap.items()])
+            b = self._vars_block = Block(
+                plain=b"".join(self._vlines.values()),
+                src=lambda: [("variable_" + k, v) for k, v in snap.items()],
+                getter=lambda n: snap.get(n[9:]) if n.startswith("variable_") else None)
         return b
 
     def snapshot_blocks(self, *, with_vars: bool = True) -> list[Block]:
@@ -248,7 +251,8 @@ class Channel:
 
     def data_profile_block(self) -> Block:
         """The ``Channel-*`` copy of the caller profile that CHANNEL_DATA starts with."""
-        return Block(plain=self._profile_plain("Channel-"), src=lambda: self._profile_items("Channel-"))
+        return Block(plain=self._profile_plain("Channel-"), src=lambda: self._profile_items("Channel-"),
+                     prefix="Channel-")
 
     # -- queries ----------------------------------------------------------------------------
     @property

@@ -47,14 +47,29 @@ class Block:
     other means (``plain`` given up front): they are then built only if someone asks (a
     filter, a JSON listener, a test)."""
 
-    __slots__ = ("_items", "_src", "_plain", "_json")
+    __slots__ = ("_items", "_src", "_plain", "_json", "_getter", "_prefix")
 
     def __init__(self, items: list[tuple[str, str]] | None = None, *, plain: bytes | None = None,
-                 src=None):
+                 src=None, getter=None, prefix: str | None = None):
         self._items = items
         self._src = src
         self._plain = plain
         self._json: str | None = None
+        self._getter = getter       # name -> value or None, instead of a scan of the items
+        self._prefix = prefix       # every header name of this block starts with it
+
+    def get(self, name: str) -> str | None:
+        """The first value of header *name* in this block; None when absent."""
+        g = self._getter
+        if g is not None:
+            return g(name)
+        p = self._prefix
+        if p is not None and not name.startswith(p):
+            return None
+        for k, v in self.items:
+            if k == name:
+                return v
+        return None
 
     @property
     def items(self) -> list[tuple[str, str]]:
@@ -77,6 +92,12 @@ class Block:
             d = json.dumps
             j = self._json = "".join([f"{d(k)}:{d(v)}," for k, v in self.items])
         return j
+
+
+_ENVELOPE_NAMES = frozenset((
+    "Event-Name", "Core-UUID", "FreeSWITCH-Hostname", "FreeSWITCH-Switchname", "FreeSWITCH-IPv4",
+    "FreeSWITCH-IPv6", "Event-Date-Local", "Event-Date-GMT", "Event-Date-Timestamp", "Event-Calling-File",
+    "Event-Calling-Function", "Event-Calling-Line-Number", "Event-Sequence"))
 
 
 class Host:
@@ -131,7 +152,16 @@ class Host:
                     ("Event-Calling-Function", calling[1]), ("Event-Calling-Line-Number", str(calling[2])),
                     ("Event-Sequence", str(seq))]
 
-        return Block(plain=plain, src=items)
+        def get(n: str) -> str | None:
+            if n == "Event-Name":
+                return name
+            if n in _ENVELOPE_NAMES:
+                for k, v in items():
+                    if k == n:
+                        return v
+            return None
+
+        return Block(plain=plain, src=items, getter=get)
 
     def envelope(self, name: str, calling: tuple[str, str, int], *, first: bool = True
                  ) -> list[tuple[str, str]]:
@@ -185,9 +215,9 @@ class SimEvent:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         for b in self.blocks:
-            for k, v in b.items:
-                if k == name:
-                    return v
+            v = b.get(name)
+            if v is not None:
+                return v
         return default
 
     def plain_frame(self) -> bytes:
