@@ -357,6 +357,23 @@ class InboundClient:
         self.post(SendEvent.custom(subclass, headers, body) if subclass else SendEvent(name, headers, body),
                   on_reply)
 
+    def bgapi_nowait(self, command: str, args: str = "", *, job_uuid: str,
+                     on_result: Callable[[Any], Any]) -> None:
+        """``bgapi`` whose job result goes to ``on_result(body)``; ``on_result(exception)``
+        instead when the command is refused (CommandFailed) or the link drops before the
+        result (ConnectionLost). Raises ConnectionLost at once when the link is down."""
+        link = self._require()
+        w = _Waiter(on_result)
+        self._jobs[job_uuid] = w     # registered before the command is written
+
+        def accepted(reply: Any) -> None:
+            if isinstance(reply, BaseException) or not (isinstance(reply, CommandReply) and reply.ok):
+                self._jobs.pop(job_uuid, None)
+                w.fail(reply if isinstance(reply, BaseException)
+                       else CommandFailed(getattr(reply, "reply_text", repr(reply))))
+
+        link.post(BgApi(command, args, job_uuid=job_uuid), accepted)
+
     async def bgapi(self, command: str, args: str = "", *, job_uuid: str | None = None,
                     timeout: float | None = None) -> str:
         """``bgapi`` with our own Job-UUID → the BACKGROUND_JOB body (e.g. ``+OK <uuid>\\n``)."""

@@ -9,7 +9,10 @@ flushes the core's events (to FreeSWITCH and control subscribers) and journal (t
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +28,18 @@ from .offer import OfferTask
 from .ports import Box
 
 log = logging.getLogger("ccfast.service")
+
+
+class Timer:
+    """A pending ``Service.call_later``."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn: Callable[[], Any] | None = fn
+
+    def cancel(self) -> None:
+        self.fn = None
 
 
 class Service:
@@ -53,6 +68,9 @@ class Service:
         self._nursery: trio.Nursery | None = None
         self._soon: list[Callable[[], Any]] = []
         self._soon_wake = trio.Event()
+        self._timers: list = []  # heap of (deadline, seq, Timer)
+        self._timer_seq = itertools.count()
+        self._timer_wake = trio.Event()
         self.failure_log = FailureLog(log)
         self.dispatcher = Dispatcher(
             core, self.clock,
@@ -84,6 +102,7 @@ class Service:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._run_soon)
+            nursery.start_soon(self._run_timers)
             await nursery.start(self.dispatcher.run)
             task_status.started(self)
             try:
@@ -108,6 +127,32 @@ class Service:
                     fn()
                 except Exception as exc:
                     self.failure_log.failed(f"soon {getattr(fn, '__qualname__', fn)}", exc)
+
+    def call_later(self, delay: float, fn: Callable[[], Any]) -> Timer:
+        """Call ``fn()`` after ``delay`` seconds (one task runs every timer); ``cancel()`` on
+        the returned timer stops it."""
+        timer = Timer(fn)
+        deadline = trio.current_time() + delay
+        if not self._timers or deadline < self._timers[0][0]:
+            self._timer_wake.set()
+        heapq.heappush(self._timers, (deadline, next(self._timer_seq), timer))
+        return timer
+
+    async def _run_timers(self) -> None:
+        timers = self._timers
+        while True:
+            now = trio.current_time()
+            while timers and timers[0][0] <= now:
+                timer = heapq.heappop(timers)[2]
+                if timer.fn is not None:
+                    fn, timer.fn = timer.fn, None
+                    try:
+                        fn()
+                    except Exception as exc:
+                        self.failure_log.failed(f"timer {getattr(fn, '__qualname__', fn)}", exc)
+            self._timer_wake = trio.Event()
+            with trio.move_on_at(timers[0][0] if timers else math.inf):
+                await self._timer_wake.wait()
 
     def stop(self) -> None:
         if self._nursery is not None:
@@ -178,7 +223,8 @@ class Service:
         self.stats["offers_started"] += 1
         if self.on_dispatch_latency is not None:
             self._offer_ready[offer.offer_id] = self._ready_point(offer)
-        self.spawn(task.run)
+        # after the pass: its events (agent-offering...) go out before the originate
+        self.soon(task.start)
 
     def _ready_point(self, offer) -> tuple[float, str]:
         """When the pair of this offer became dispatchable, and which side made it so.
@@ -220,7 +266,7 @@ class Service:
         found = False
         for task in self.offers.values():
             if task.leg_uuid == uuid:
-                task.break_requested.set()
+                task.request_break()
                 found = True
         return found
 

@@ -54,7 +54,7 @@ class MemberSession:
 
     __slots__ = ("service", "conn", "box", "session_uuid", "data", "queue", "member_uuid", "joined_epoch",
                  "t_called", "reason", "exit_key", "agent_found", "is_bridged", "channel_bridged", "gone",
-                 "moh", "phase", "_params", "_join_left", "_join_error", "_settled", "_announcer")
+                 "moh", "phase", "on_settled", "_params", "_join_left", "_join_error", "_announcer")
 
     def __init__(self, service: Service, conn: HubConnection) -> None:
         self.service = service
@@ -77,7 +77,7 @@ class MemberSession:
         self._params = None
         self._join_left = 0
         self._join_error: str | None = None
-        self._settled: trio.Event | None = None
+        self.on_settled = None  # the offer confirming the bridge: called when bridged or gone
         self._announcer: trio.CancelScope | None = None
 
     def start(self) -> None:
@@ -110,15 +110,8 @@ class MemberSession:
             self._exit()
 
     def _settled_check(self) -> None:
-        if (self.channel_bridged or self.is_bridged or self.gone) and self._settled is not None:
-            self._settled.set()
-
-    async def wait_bridged_or_gone(self) -> None:
-        """Until the member channel is bridged or has gone (used by the offer at bridge time)."""
-        if self._settled is None:
-            self._settled = trio.Event()
-        self._settled_check()
-        await self._settled.wait()
+        if (self.channel_bridged or self.is_bridged or self.gone) and self.on_settled is not None:
+            self.on_settled()
 
     def variable(self, name: str) -> str | None:
         return channel_variable(self.data, name)
@@ -314,15 +307,46 @@ class MemberSession:
         conn.close()
 
     async def _redirect(self, queue: str) -> None:
-        """Cluster: another node dispatches ``queue``: move the caller's channel to its
-        outbound socket (FreeSWITCH runs ``socket`` again), or back to the dialplan if no live
-        owner appears in time."""
-        address = await self.service.cluster.redirect_address(queue)
+        """Cluster: another node dispatches ``queue``: move the caller to that node's outbound socket.
+
+        ``socket <owner> async full`` runs as an application *inside* this socket session (no
+        ``resume`` was sent, so closing our socket leaves the running app alone, integration notes
+        §2.5): the owner's session gets the channel with its variables; when the owner is done with
+        it, the nested app returns and the dialplan continues after the original ``socket``, as on a
+        single node. We close only once FreeSWITCH reports that app running — closing before the
+        sendmsg ran would let the dialplan continue and end the call (§2.5). If the queue became this
+        node's while waiting for an owner, the caller joins here; with no live owner in time, back to
+        the dialplan (``_decline``)."""
+        svc = self.service
+        address = await svc.cluster.redirect_address(queue)
         if address is None:
-            await self._decline(f"queue {queue!r} has no live owner in the cluster")
+            if svc.cluster.owns(queue) and (params := svc.resolve_queue(queue)) is not None:
+                self._params = params  # the failover completed here: join as _connected would
+                self.phase = JOINING
+                self._join_left = len(_JOIN)
+                for command in _JOIN:
+                    self.conn.post(command, self._join_reply)
+            else:
+                await self._decline(f"queue {queue!r} has no live owner in the cluster")
             return
+        conn, started = self.conn, trio.Event()
+        arg = f"{address} async full"
+
+        def watch(msg: Any) -> None:
+            if msg is None or isinstance(msg, DisconnectNotice):
+                started.set()
+            elif msg.name == "CHANNEL_HANGUP" or (
+                    msg.name in ("CHANNEL_EXECUTE", "CHANNEL_EXECUTE_COMPLETE")
+                    and msg.headers.get("Application") == "socket"):
+                started.set()
+
+        conn.handler = watch
         try:
-            await self.conn.request(C.SendMsg.execute(None, "socket", f"{address} async full"))
-        except Exception as exc:
+            await conn.request(C.MyEvents(None, None))
+            await conn.request(C.SendMsg.execute(None, "socket", arg))
+            with trio.move_on_after(DECLINE_CONFIRM):
+                await started.wait()
+        except Exception as exc:  # the caller may be gone already
             log.debug("member %s: redirect to %s failed: %r", self.session_uuid, address, exc)
-        self.conn.close()
+        conn.close()
+

@@ -105,6 +105,32 @@ class BoxLink:
         finally:
             self.client.remove_filter("Unique-ID", uuid)
 
+    def follow_cb(self, uuid: str):
+        """``follow`` without a ``with`` block: the returned object's ``close()`` ends it."""
+        follow = self.follow(uuid)
+        follow.__enter__()
+        return _Closer(lambda: follow.__exit__(None, None, None))
+
+    def bgapi_then(self, command: str, job_uuid: str, on_result) -> None:
+        """``bgapi <command>`` with our Job-UUID; ``on_result(body or exception)`` once the
+        BACKGROUND_JOB arrived, the command was refused (CommandFailed) or the link failed
+        (called at once when the link is down). Timed into ``on_command`` like ``bgapi``."""
+        timed = self.on_command
+        t0 = time.perf_counter() if timed is not None else 0.0
+
+        def done(result) -> None:
+            if timed is not None and not isinstance(result, BaseException):
+                timed(command.split(" ", 1)[0], time.perf_counter() - t0)
+            try:
+                on_result(result)
+            except Exception:  # the link's waiter would swallow it silently
+                log.exception("box %s: job callback of %s failed", self.name, command.split(" ", 1)[0])
+
+        try:
+            self.client.bgapi_nowait(command, job_uuid=job_uuid, on_result=done)
+        except ConnectionLost as exc:
+            done(exc)
+
     async def bgapi(self, command: str, job_uuid: str) -> str:
         """``bgapi <command>``'s job result. Timed up to the BACKGROUND_JOB (for ``originate``:
         until the leg answered or failed, ringing included) into ``on_command``."""
@@ -126,7 +152,12 @@ class BoxLink:
     def api_then(self, command: str, on_reply) -> None:
         """``api <command>`` queued in order; ``on_reply(body or exception)`` once its reply
         came or the link failed (called at once, with the exception, when the link is down)."""
+        timed = self.on_command
+        t0 = time.perf_counter() if timed is not None else 0.0
+
         def done(reply) -> None:
+            if timed is not None and not isinstance(reply, BaseException):
+                timed(command.split(" ", 1)[0], time.perf_counter() - t0)
             try:
                 on_reply(reply if isinstance(reply, BaseException) else getattr(reply, "body", ""))
             except Exception:  # the link's waiter would swallow it silently
@@ -158,6 +189,18 @@ class BoxLink:
     def _count_dropped_event(self, reply) -> None:
         if isinstance(reply, BaseException) or not getattr(reply, "ok", False):
             self.events_dropped += 1
+
+
+class _Closer:
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn) -> None:
+        self._fn = fn
+
+    def close(self) -> None:
+        fn, self._fn = self._fn, None
+        if fn is not None:
+            fn()
 
 
 def _step_command(step: tuple) -> C.Command:

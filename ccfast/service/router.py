@@ -11,9 +11,12 @@ link outage ``Service.reconcile_box`` re-checks watched legs with ``uuid_exists`
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 
 import trio
+
+log = logging.getLogger("ccfast.router")
 
 WATCH_BUFFER = 256
 
@@ -36,6 +39,28 @@ class Watch:
         self._send.close()
 
 
+class CallbackWatch:
+    """A watch that hands each event to ``fn(event)`` from the link's routing task (no buffer,
+    no task on the watching side). ``fn`` must not block; its exceptions are its own to handle."""
+
+    __slots__ = ("uuid", "fn", "_router")
+
+    def __init__(self, router: ChannelRouter, uuid: str, fn) -> None:
+        self.uuid, self.fn, self._router = uuid, fn, router
+
+    def deliver(self, event) -> None:
+        try:
+            self.fn(event)
+        except Exception:  # one watcher's bug must not stop the link's routing
+            log.exception("watch of %s failed", self.uuid)
+
+    def close(self) -> None:
+        """Stop watching; idempotent."""
+        router, self._router = self._router, None
+        if router is not None:
+            router._remove(self)
+
+
 class ChannelRouter:
     """uuid → watches. Events for channels nobody watches are dropped here."""
 
@@ -49,12 +74,21 @@ class ChannelRouter:
         try:
             yield watch
         finally:
-            watches = self._watches.get(uuid)
-            if watches is not None:
-                watches.remove(watch)
-                if not watches:
-                    del self._watches[uuid]
+            self._remove(watch)
             watch.close()
+
+    def watch_cb(self, uuid: str, fn) -> CallbackWatch:
+        """Deliver ``uuid``'s events to ``fn(event)`` until the returned watch is closed."""
+        watch = CallbackWatch(self, uuid, fn)
+        self._watches.setdefault(uuid, []).append(watch)
+        return watch
+
+    def _remove(self, watch) -> None:
+        watches = self._watches.get(watch.uuid)
+        if watches is not None and watch in watches:
+            watches.remove(watch)
+            if not watches:
+                del self._watches[watch.uuid]
 
     def route(self, uuid: str | None, event) -> bool:
         """Deliver ``event`` to every watch of ``uuid``; True if anyone watched."""
@@ -63,7 +97,7 @@ class ChannelRouter:
         watches = self._watches.get(uuid)
         if not watches:
             return False
-        for watch in watches:
+        for watch in tuple(watches):  # a callback may close its watch
             watch.deliver(event)
         return True
 
