@@ -110,6 +110,32 @@ class ApiState:
     cancels: list = dataclasses.field(default_factory=list)
     running: bool = True
     warnings: list = dataclasses.field(default_factory=list)  # from the last config re-read
+    # several nodes (docs/cluster.md): the ClusterGlue, and what the control port read from the
+    # database for the listing being answered (members of queues owned elsewhere, agent rows of
+    # agents another node is offering); None outside a listing / on a single node
+    cluster: Any = None
+    remote_members: list | None = None
+    remote_agents: dict | None = None
+
+
+def agent_rows(state: ApiState) -> list[dict]:
+    """The agents as the cluster sees them: the local core's rows, with the database's row for an
+    agent another node is offering (its offer bookkeeping is written by that node)."""
+    rows = state.core.rows("agents")
+    remote = state.remote_agents
+    if remote:
+        rows = [remote.get(row["name"], row) for row in rows]
+    return rows
+
+
+def member_rows(state: ApiState) -> list[dict]:
+    """The members of the whole cluster: this node's queues from the core, the others' from the
+    database (``remote_members``); on a single node the core's rows."""
+    rows = state.core.rows("members")
+    if state.cluster is None or state.remote_members is None:
+        return rows
+    mine = state.cluster.ready
+    return [row for row in rows if row["queue"] in mine] + list(state.remote_members)
 
 
 # -- formatting -------------------------------------------------------------------------------
@@ -171,10 +197,12 @@ def queue_list(core) -> str:
 # -- row queries (the module's SQL, over core.rows) ---------------------------------------------
 
 
-def agents_of_queue(core, queue: str, status: str | None = None, state: str | None = None) -> list[dict]:
+def agents_of_queue(core, queue: str, status: str | None = None, state: str | None = None,
+                    rows: list[dict] | None = None) -> list[dict]:
     """``SELECT agents.* FROM agents,tiers WHERE tiers.agent = agents.name AND tiers.queue = q
-    [AND agents.status = s [AND agents.state = t]]`` (exact comparisons)."""
-    agents = {row["name"]: row for row in core.rows("agents")}
+    [AND agents.status = s [AND agents.state = t]]`` (exact comparisons). ``rows``: the agents
+    rows to use (default ``core.rows("agents")``)."""
+    agents = {row["name"]: row for row in (rows if rows is not None else core.rows("agents"))}
     out = []
     for tier in core.rows("tiers"):
         if tier["queue"] != queue:
@@ -190,11 +218,13 @@ def agents_of_queue(core, queue: str, status: str | None = None, state: str | No
     return out
 
 
-def members_with_score(core, now: int, queue: str | None, by_queue: bool = True) -> list[dict]:
+def members_with_score(core, now: int, queue: str | None, by_queue: bool = True,
+                       members: list[dict] | None = None) -> list[dict]:
     """``SELECT *, (now-joined_epoch)+base_score+skill_score AS score FROM members
-    [WHERE queue = q] ORDER BY [queue,] score DESC`` (``by_queue`` applies without q)."""
+    [WHERE queue = q] ORDER BY [queue,] score DESC`` (``by_queue`` applies without q).
+    ``members``: the member rows to use (default ``core.rows("members")``)."""
     rows = []
-    for row in core.rows("members"):
+    for row in (members if members is not None else core.rows("members")):
         if queue is not None and row["queue"] != queue:
             continue
         scored = dict(row)
@@ -304,7 +334,7 @@ def _agent(state: ApiState, action: str, rest: list[str], now: int) -> str:
     if action == "list":
         if n > 1:
             return ERR_INVALID
-        rows = core.rows("agents")
+        rows = agent_rows(state)
         if n == 1:
             rows = [row for row in rows if row["name"] == rest[0]]
         return format_table(S.AGENTS_COLUMNS, rows)
@@ -395,10 +425,11 @@ def _queue(state: ApiState, action: str, rest: list[str], now: int) -> str:
             return queue_list(core)
         sub, queue = rest[0].lower(), _arg(rest, 1)
         if sub == "agents":
-            rows = agents_of_queue(core, queue if queue is not None else NULL_TEXT, _arg(rest, 2), _arg(rest, 3))
+            rows = agents_of_queue(core, queue if queue is not None else NULL_TEXT, _arg(rest, 2), _arg(rest, 3),
+                                   agent_rows(state))
             return format_table(S.AGENTS_COLUMNS, rows)
         if sub == "members":
-            return format_table(MEMBER_SCORE_COLUMNS, members_with_score(core, now, queue))
+            return format_table(MEMBER_SCORE_COLUMNS, members_with_score(core, now, queue, members=member_rows(state)))
         if sub == "tiers":
             q = queue if queue is not None else NULL_TEXT
             return format_table(S.TIERS_COLUMNS, [t for t in core.rows("tiers") if t["queue"] == q])
@@ -409,9 +440,9 @@ def _queue(state: ApiState, action: str, rest: list[str], now: int) -> str:
         sub, queue = rest[0].lower(), _arg(rest, 1)
         q = queue if queue is not None else NULL_TEXT
         if sub == "agents":
-            count = len(agents_of_queue(core, q, _arg(rest, 2), _arg(rest, 3)))
+            count = len(agents_of_queue(core, q, _arg(rest, 2), _arg(rest, 3), agent_rows(state)))
         elif sub == "members":
-            count = sum(1 for m in core.rows("members") if m["queue"] == q)
+            count = sum(1 for m in member_rows(state) if m["queue"] == q)
         elif sub == "tiers":
             count = sum(1 for t in core.rows("tiers") if t["queue"] == q)
         else:
@@ -468,12 +499,12 @@ def callcenter_config_json(state: ApiState, data: dict | None, now: int) -> tupl
         return False, ""
     core = state.core
     if what == "agent list":
-        return True, _dump(_json_rows(S.AGENTS_COLUMNS, core.rows("agents")))
+        return True, _dump(_json_rows(S.AGENTS_COLUMNS, agent_rows(state)))
     if what == "tier list":
         rows = sorted(core.rows("tiers"), key=lambda t: (t["level"], t["position"]))
         return True, _dump(_json_rows(S.TIERS_COLUMNS, rows))
     if what == "member list":
-        rows = members_with_score(core, now, None, by_queue=False)
+        rows = members_with_score(core, now, None, by_queue=False, members=member_rows(state))
         return True, _dump(_json_rows(MEMBER_SCORE_COLUMNS, rows))
     if what == "queue list":
         out = []
@@ -496,7 +527,8 @@ def callcenter_config_json(state: ApiState, data: dict | None, now: int) -> tupl
     if not isinstance(queue, str) or not queue:
         return False, _dump({"error": "Missing data attribute: queue_name"})
     if what == "queue list agents":
-        return True, _dump(_json_rows(S.AGENTS_COLUMNS, agents_of_queue(core, queue)))
+        return True, _dump(_json_rows(S.AGENTS_COLUMNS, agents_of_queue(core, queue, rows=agent_rows(state))))
     if what == "queue list members":
-        return True, _dump(_json_rows(MEMBER_SCORE_COLUMNS, members_with_score(core, now, queue)))
+        return True, _dump(_json_rows(MEMBER_SCORE_COLUMNS,
+                                      members_with_score(core, now, queue, members=member_rows(state))))
     return True, _dump(_json_rows(S.TIERS_COLUMNS, [t for t in core.rows("tiers") if t["queue"] == queue]))

@@ -21,6 +21,7 @@ addresses, a box without host, unknown ccfast settings or dispatcher mode...).
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 from . import dsn as dsnmod
@@ -115,6 +116,11 @@ CCFAST_PARAMS: dict[str, tuple[str, str]] = {
     "db-dir": (".", "directory for a bare `dbname` (FreeSWITCH's db dir if dashboards read it there)"),
     "config-source": ("xml", "xml | database (cc_queues/cc_agents/cc_tiers/cc_settings tables)"),
     "config-dsn": ("", "database holding the cc_* config tables; empty = the store's database"),
+    # several nodes on one PostgreSQL (docs/cluster.md)
+    "cluster": ("false", "true: several ccfast nodes share the PostgreSQL odbc-dsn (docs/cluster.md)"),
+    "cluster-address": ("", "this node's outbound HOST:PORT other nodes redirect callers to; empty = outbound-listen"),
+    "cluster-interval": ("1.0", "seconds between ownership rounds (0.05..60)"),
+    "cluster-stale-after": ("5.0", "seconds without heartbeat before a node counts as hung (> 2 × cluster-interval)"),
 }
 DEFAULT_BOX = ("fs1", "127.0.0.1", 8021, "ClueCon")
 
@@ -132,6 +138,11 @@ class CcfastSettings:
     db_dir: str = "."
     config_source: str = "xml"
     config_dsn: str = ""
+    cluster: bool = False
+    cluster_address: Address | None = None
+    cluster_interval: float = 1.0
+    cluster_stale_after: float = 5.0
+    cluster_where: str = dataclasses.field(default="", compare=False, repr=False)
 
 
 # -- queues, agents, tiers --------------------------------------------------------------------
@@ -456,6 +467,7 @@ def read_ccfast(block: Node | None, variables: dict[str, str]) -> CcfastSettings
         raise ConfigError(where["config-source"], "config-source", f"unknown source {values['config-source']!r}", " | ".join(CONFIG_SOURCES))
     outbound = parse_address(values["outbound-listen"], where["outbound-listen"], "outbound-listen", allow_off=False)
     assert outbound is not None
+    cluster = _read_cluster(values, where, outbound)
     return CcfastSettings(
         boxes=boxes,
         outbound_listen=outbound,
@@ -468,7 +480,47 @@ def read_ccfast(block: Node | None, variables: dict[str, str]) -> CcfastSettings
         db_dir=values["db-dir"] or ".",
         config_source=source,
         config_dsn=values["config-dsn"].strip(),
+        **cluster,
     )
+
+
+def _seconds_param(value: str, where: str, param: str, low: float, high: float) -> float:
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        seconds = math.nan
+    if not low <= seconds <= high:  # NaN fails too
+        raise ConfigError(where, param, f"{value!r} is not a number of seconds in {low:g}..{high:g}", f"{low:g}..{high:g}")
+    return seconds
+
+
+def _read_cluster(values: dict[str, str], where: dict[str, str], outbound: Address) -> dict:
+    """The ``cluster*`` settings (docs/cluster.md); the PostgreSQL check is ``check_cluster``."""
+    text = values["cluster"].strip().lower()
+    if text not in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+        raise ConfigError(where["cluster"], "cluster", f"{values['cluster']!r} is not a boolean", "true | false")
+    enabled = text in ("true", "yes", "on", "1")
+    interval = _seconds_param(values["cluster-interval"], where["cluster-interval"], "cluster-interval", 0.05, 60)
+    stale = _seconds_param(values["cluster-stale-after"], where["cluster-stale-after"], "cluster-stale-after", 0.2, 3600)
+    if stale <= 2 * interval:
+        raise ConfigError(where["cluster-stale-after"], "cluster-stale-after",
+                          f"{stale:g} s is not more than twice cluster-interval ({interval:g} s)",
+                          f"more than {2 * interval:g}")
+    address = parse_address(values["cluster-address"], where["cluster-address"], "cluster-address", allow_off=True)
+    if enabled and address is None and outbound.host in ("0.0.0.0", "::", ""):
+        raise ConfigError(where["cluster-address"], "cluster-address",
+                          f"outbound-listen {outbound.host}:{outbound.port} is not an address other nodes can reach",
+                          "this node's reachable HOST:PORT for the FreeSWITCH boxes, e.g. 10.0.0.5:8040")
+    return {"cluster": enabled, "cluster_address": address, "cluster_interval": interval,
+            "cluster_stale_after": stale, "cluster_where": where["cluster"]}
+
+
+def check_cluster(ccfast: CcfastSettings, database: dsnmod.DatabaseTarget) -> None:
+    """``cluster = true`` needs PostgreSQL (``odbc-dsn``): SQLite is one process by nature."""
+    if ccfast.cluster and database.engine not in ("postgres", "postgresql"):
+        raise ConfigError(ccfast.cluster_where or "(cluster)", "cluster",
+                          f"cluster mode needs a PostgreSQL database, but the store is {database.engine}",
+                          "odbc-dsn = pgsql://hostaddr=... dbname=... user=... (every node the same database)")
 
 
 def _database(settings: Settings, where: dict[str, Node], db_dir: str, path: str) -> dsnmod.DatabaseTarget:
@@ -536,6 +588,7 @@ def load_config(path: str | Path, ccfast_path: str | Path | None = None, *, text
         if tier.queue is not None and tier.queue.lower() not in queue_names:
             warnings.append(ConfigWarning(tier.where, f"tier {tier.agent}/{tier.queue}: queue {tier.queue!r} is not defined in <queues>; the tier is not added"))
     database = _database(settings, where, ccfast.db_dir, path)
+    check_cluster(ccfast, database)
     return Config(path, settings, queues, agents, tiers, ccfast, database, warnings,
                   str(ccfast_path) if ccfast_path is not None else None, (text, ccfast_text))
 
@@ -644,6 +697,7 @@ def config_from_db_rows(queues: list[dict], agents: list[dict], tiers: list[dict
         tier_cfgs.append(tier)
 
     database = _database(settings_obj, where, db_dir or ccfast.db_dir, source)
+    check_cluster(ccfast, database)
     return Config(source, settings_obj, queue_sources, agent_cfgs, tier_cfgs, ccfast, database, warnings,
                   origin="database")
 

@@ -147,9 +147,32 @@ class ControlServer:
             self._subscribers.discard(sub)
 
     # -- commands ------------------------------------------------------------------------------
+    async def run_api_cluster(self, command: str, args: str) -> str:
+        """``run_api``; with several nodes a listing first reads what other nodes own from the
+        database (``ClusterGlue.prefetch``: members of their queues, rows of the agents they are
+        offering), so every node answers for the whole cluster."""
+        state = self.state
+        cluster = state.cluster
+        if cluster is None or not cluster.wants_prefetch(command, args):
+            return self.run_api(command, args)
+        try:
+            members, agents = await cluster.prefetch()
+        except Exception as exc:  # the database is away: answer from this node's view
+            log.warning("cluster listing from this node only: %r", exc)
+            members, agents = None, None
+        # set and cleared around the synchronous call: no other command interleaves
+        state.remote_members, state.remote_agents = members, agents
+        try:
+            return self.run_api(command, args)
+        finally:
+            state.remote_members = state.remote_agents = None
+
     def run_api(self, command: str, args: str) -> str:
         """The output of ``api <command> <args>`` (empty output is sent as ``-ERR no reply``)."""
         name = command.lower()
+        cluster = self.state.cluster
+        if cluster is not None:
+            cluster.api_begin()  # agent/tier changes of this command are published to the other nodes
         try:
             if name == "callcenter_config":
                 out = apimod.callcenter_config(self.state, args, self.now())
@@ -169,7 +192,11 @@ class ControlServer:
             log.exception("api %s %s failed", command, args)
             return f"-ERR {exc}\n"
         finally:
-            self.after_command()
+            try:
+                self.after_command()
+            finally:
+                if cluster is not None:
+                    cluster.api_end()
         return out
 
     def _json_api(self, args: str) -> str:
@@ -242,11 +269,11 @@ class ControlServer:
 
     async def _command(self, cmd: Any, sub: _Subscriber, nursery: trio.Nursery) -> bool:
         if isinstance(cmd, Api):
-            await self._reply(sub, write_api_response(self.run_api(cmd.command, cmd.args)))
+            await self._reply(sub, write_api_response(await self.run_api_cluster(cmd.command, cmd.args)))
         elif isinstance(cmd, BgApi):
             job = cmd.job_uuid or str(uuidlib.uuid4())
             await self._reply(sub, write_bgapi_reply(job))
-            body = self.run_api(cmd.command, cmd.args) or "-ERR no reply\n"
+            body = await self.run_api_cluster(cmd.command, cmd.args) or "-ERR no reply\n"
             if sub.wants_jobs and sub.format:
                 self._sequence += 1
                 headers = [("Event-Name", "BACKGROUND_JOB"), ("Core-UUID", CORE_UUID),

@@ -39,6 +39,7 @@ from .service import Clock, Service
 from .service.links import BoxLink
 from .store import TABLES, WriterConfig, open_writer, store_from_target
 from .store.config_source import DbConfigSource, rereads_config
+from .cluster.glue import start_cluster
 
 log = logging.getLogger("ccfast.serve")
 
@@ -143,9 +144,14 @@ async def _run(cfg: configmod.Config, clock: Clock | None, freeze, task_status) 
     async with trio_asyncio.open_loop():
         clock = clock or Clock()
         cfg, config_source, store = await load_config_source(cfg)
+        cluster = start_cluster(cfg, store, clock)  # `cluster = true`: docs/cluster.md; else None
+        cfg = cluster.cfg if cluster is not None else cfg  # cc-instance-id = the node id
         core = new_core(cfg)
         try:
-            await load_state(store, cfg, core, clock.now())
+            if cluster is not None:
+                await cluster.load_state(core, clock.now())  # agents/tiers; members per gained queue
+            else:
+                await load_state(store, cfg, core, clock.now())
             core.drain_journal()  # the snapshot below carries this state
             core.drain_events()
             freeze()  # config, core and loaded rows live as long as the process
@@ -153,9 +159,10 @@ async def _run(cfg: configmod.Config, clock: Clock | None, freeze, task_status) 
                 max_delay=cfg.ccfast.store_batch_ms / 1000.0, max_batch_rows=cfg.ccfast.store_max_batch,
                 max_backlog=max(100_000, cfg.ccfast.store_max_batch),
             )
-            async with open_writer(store, writer_config, resync_source=lambda: core_rows(core)) as writer:
+            async with open_writer(cluster.store if cluster is not None else store, writer_config,
+                                   resync_source=lambda: core_rows(core)) as writer:
                 writer.snapshot(core_rows(core))
-                await _serve(cfg, core, clock, writer, task_status, config_source=config_source)
+                await _serve(cfg, core, clock, writer, task_status, config_source=config_source, cluster=cluster)
         finally:
             with trio.CancelScope(shield=True):
                 await store.close()
@@ -209,7 +216,7 @@ class ScrapeSync:
             self._batches, self._rows = st.batches, st.rows_written
 
 
-async def _serve(cfg, core, clock: Clock, writer, task_status, *, config_source=None) -> None:
+async def _serve(cfg, core, clock: Clock, writer, task_status, *, config_source=None, cluster=None) -> None:
     service = Service(core, cfg.settings, clock=clock, config=cfg)
     service.journal_sink = writer.submit
     settings = cfg.ccfast
@@ -250,12 +257,14 @@ async def _serve(cfg, core, clock: Clock, writer, task_status, *, config_source=
         outbound_port = await nursery.start(
             OutboundHub(service.on_connection).serve, settings.outbound_listen.host, settings.outbound_listen.port
         )
+        if cluster is not None:  # sets service.cluster; gives its queues up when this nursery ends
+            await nursery.start(cluster.run, service, writer, outbound_port)
 
         control = None
         control_port = None
         if settings.control_listen is not None:
             state = apimod.ApiState(core, cfg, reload_config=_reloader(cfg, config_source, service),
-                                    break_channel=service.break_agent_channel)
+                                    break_channel=service.break_agent_channel, cluster=cluster)
 
             def after_command() -> None:
                 for cancel in state.cancels:

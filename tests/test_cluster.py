@@ -205,14 +205,15 @@ async def test_stale_owner_writes_are_rejected_by_the_fence(pg_dsn):
         a.session.abort()  # a dies (or is cut off); b takes over and adopts the member row
         await b.tick()
         assert b.owned[q] == old[q] + 1
+        # adopted unchanged (the service's load_recovered makes it Abandoned and re-adoptable)
         assert await admin.fetch("SELECT state, instance_id, session_uuid FROM members WHERE uuid = 'm1'") == [
-            (S.MEMBER_ABANDONED, "node-b", "")]
+            (S.MEMBER_TRYING, "node-b", "s-m1")]
 
         # a's late writes: update, delete, insert — all match nothing
         await fa.write_changes([Change("members", ("m1",), UPDATE, {"state": S.MEMBER_ANSWERED}, True),
                                 Change("members", ("m2",), PUT, member_row("m2", q, "node-a"), False)])
         await fa.write_changes([Change("members", ("m1",), "delete", {}, True)])
-        assert await admin.fetch("SELECT uuid, state FROM members ORDER BY uuid") == [("m1", S.MEMBER_ABANDONED)]
+        assert await admin.fetch("SELECT uuid, state FROM members ORDER BY uuid") == [("m1", S.MEMBER_TRYING)]
         # the new owner's writes go through
         await fb.write_changes([Change("members", ("m1",), UPDATE, {"state": S.MEMBER_WAITING}, True),
                                 Change("members", ("m3",), PUT, member_row("m3", q, "node-b"), False),

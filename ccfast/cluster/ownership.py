@@ -37,7 +37,6 @@ from typing import Any
 
 import trio
 
-from .. import strings as S
 from .errors import ClusterUnavailable, NodeIdInUse
 from .feed import CHANNEL as FEED_CHANNEL, encode as feed_encode
 from .keys import NS_NODE, NS_QUEUE, lock_key
@@ -71,6 +70,7 @@ class QueueOwnership:
         self.adopt_members = adopt_members
         self.on_gained = on_gained
         self.on_lost = on_lost
+        self.on_reaped: Callable[[list[tuple[str, str]]], None] | None = None  # (agent, dead node) per tick
         self.owned: dict[str, int] = {}  # queue -> generation
         self.wanted: set[str] = set()
         self.registered = False
@@ -130,6 +130,8 @@ class QueueOwnership:
         self.stats["ticks"] += 1
         self.stats["reaped_claims"] += len(reaped)
         self.stats["terminated"] += len(terminated)
+        if reaped and self.on_reaped is not None:
+            self.on_reaped(reaped)
         for node, pid in terminated:
             log.warning("cluster: node %s (backend %s) stopped heartbeating: its connection was terminated", node, pid)
         lost: list[tuple[str, int, str]] = []
@@ -221,12 +223,13 @@ class QueueOwnership:
                 f"generation = {OWNER_TABLE}.generation + 1, heartbeat = now() RETURNING generation",
                 queue, self.node)
             if self.adopt_members:
-                # the previous owner's callers lost their socket: they are Abandoned here and resume
-                # (position kept) when the dialplan fallback brings them back to the new owner
+                # the previous owner's callers lost their socket: their rows become this node's,
+                # unchanged (session_uuid kept), so the service's load_recovered makes them Abandoned
+                # AND re-adoptable by their channel: a caller the dialplan fallback brings back
+                # resumes at its place (glue.py, on_gained)
                 await conn.execute(
-                    'UPDATE members SET instance_id = $2, state = $3, session_uuid = \'\' '
-                    'WHERE queue = $1 AND (state IS DISTINCT FROM $3 OR instance_id IS DISTINCT FROM $2)',
-                    queue, self.node, S.MEMBER_ABANDONED)
+                    'UPDATE members SET instance_id = $2 WHERE queue = $1 AND instance_id IS DISTINCT FROM $2',
+                    queue, self.node)
         return gen
 
     # -- losing -------------------------------------------------------------------------------------

@@ -1,0 +1,302 @@
+"""Several ``ccfast serve`` nodes on one PostgreSQL, end to end against the simulator (docs/cluster.md).
+
+Two ``serve.run`` in one trio process, each with its own connections (PostgreSQL sees them as two
+processes), one simulated FreeSWITCH box. The simulator has no ``socket`` application; the test
+adds one (``nested_socket``) the way FreeSWITCH runs it: ``sendmsg execute socket <addr>`` inside a
+socket session opens a second outbound session to ``<addr>`` while the first one's app stays
+running, and ``("socket", "host:port")`` in a caller's ``after_socket`` is the dialplan fallback
+that brings a caller whose node went away to another node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid as uuidlib
+
+import pytest
+import trio
+
+from ccfast import config as configmod
+from ccfast import strings as S
+from ccfast.esl.inbound import InboundClient
+from ccfast.serve import run
+from ccfast.sim import AgentProfile, CallerSpec, Simulator, Timings
+from ccfast.sim import apps as sim_apps
+from ccfast.sim.server import EslConnection
+from ccfast.sim.switch import ExecMsg, RunningApp, Switch
+from ccfast.store import PostgresStore, aio
+from ccfast.cluster import PgSession, ensure_cluster_schema
+
+from tests.test_store_common import pg_dsn  # noqa: F401  (fixture)
+
+INTERVAL, STALE = 0.25, 2.0
+QUEUES = [f"q{i}@default" for i in range(4)]
+N_AGENTS = 6
+
+
+# -- FreeSWITCH's socket app, nested and as a dialplan fallback, for the simulator ------------------
+
+async def _open_socket(sim: Simulator, ch, target: tuple[str, int], arg: str = "async full") -> None:
+    """What the ``socket`` app does: connect to ``target`` and let that session control ``ch``."""
+    try:
+        stream = await trio.open_tcp_stream(*target)
+    except OSError:
+        return
+    if not ch.alive:
+        await trio.aclose_forcefully(stream)
+        return
+    data = f"{target[0]}:{target[1]} {arg}"
+    ch.set_vars([("current_application_data", data), ("current_application", "socket"), ("socket_host", target[0])])
+    ch.vars["socket_data"] = data
+    ch.in_socket = True
+    conn = EslConnection(sim, stream, channel=ch, socket_mode="async", control="full", peer=f"socket:{ch.uuid}")
+    ch.socket = conn
+    sim.connections.append(conn)
+    await conn.run()
+
+
+def _target(arg: str) -> tuple[str, int]:
+    host, _, port = arg.split()[0].rpartition(":")
+    return host, int(port)
+
+
+@contextlib.contextmanager
+def nested_socket(sim: Simulator, nursery: trio.Nursery):
+    original_start, original_continue = sim_apps.start, Switch.continue_dialplan
+
+    def start(sw, ch, msg: ExecMsg) -> None:
+        if msg.app != "socket" or sw is not sim.switch:
+            return original_start(sw, ch, msg)
+        app = RunningApp("socket", msg.arg, str(uuidlib.uuid4()), msg.event_lock)
+        ch.app_stack.append(app)
+        sw.fire_chan("CHANNEL_EXECUTE", ch, sim_apps.C_EXEC,
+                     post=[("Application", "socket"), ("Application-Data", msg.arg), ("Application-UUID", app.app_uuid)])
+
+        async def nested() -> None:
+            await _open_socket(sim, ch, _target(msg.arg))
+            sim_apps.complete(sw, ch, app, "_none_")  # the nested app returns when its session ends
+
+        nursery.start_soon(nested)
+
+    def continue_dialplan(sw, ch) -> None:
+        spec = getattr(ch, "caller_spec", None)
+        if sw is sim.switch and spec is not None and spec.after_socket and spec.after_socket[0][0] == "socket":
+            _, arg = spec.after_socket.pop(0)
+            ch.record.continued_in_dialplan = True
+            nursery.start_soon(_open_socket, sim, ch, _target(arg))
+            return
+        original_continue(sw, ch)
+
+    sim_apps.start, Switch.continue_dialplan = start, continue_dialplan
+    try:
+        yield
+    finally:
+        sim_apps.start, Switch.continue_dialplan = original_start, original_continue
+
+
+# -- two nodes ----------------------------------------------------------------------------------------
+
+def conf(dsn: str, sim_port: int, *, node: str) -> str:
+    queues = "".join(f'<queue name="{q}"><param name="strategy" value="longest-idle-agent"/>'
+                     f'<param name="discard-abandoned-after" value="60"/></queue>' for q in QUEUES)
+    agents = "".join(f'<agent name="a{n}" type="callback" contact="sim/agent/a{n}" status="Available"/>'
+                     for n in range(N_AGENTS))
+    # every agent in every queue: its queues are owned by different nodes
+    tiers = "".join(f'<tier agent="a{n}" queue="{q}" level="1" position="{n + 1}"/>'
+                    for q in QUEUES for n in range(N_AGENTS))
+    return (
+        '<configuration name="callcenter.conf">'
+        f'<settings><param name="odbc-dsn" value="{dsn}"/><param name="cc-instance-id" value="{node}"/></settings>'
+        f"<queues>{queues}</queues><agents>{agents}</agents><tiers>{tiers}</tiers>"
+        "<ccfast><settings>"
+        '<param name="control-password" value="secret"/><param name="metrics-listen" value=""/>'
+        f'<param name="cluster" value="true"/><param name="cluster-interval" value="{INTERVAL}"/>'
+        f'<param name="cluster-stale-after" value="{STALE}"/>'
+        f'</settings><boxes><box name="sim" host="127.0.0.1" port="{sim_port}" password="ClueCon"/></boxes>'
+        "</ccfast></configuration>"
+    )
+
+
+class Node:
+    def __init__(self, name: str, running, scope: trio.CancelScope, control: InboundClient) -> None:
+        self.name, self.running, self.scope, self.control = name, running, scope, control
+
+    @property
+    def glue(self):
+        return self.running.service.cluster
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return "127.0.0.1", self.running.outbound_port
+
+    async def cc(self, args: str) -> str:
+        return await self.control.api("callcenter_config", args)
+
+
+async def start_node(nursery: trio.Nursery, sim: Simulator, dsn: str, name: str) -> Node:
+    cfg = configmod.load_config(f"{name}.xml", text=conf(dsn, sim.port, node=name))
+    cfg.ccfast.outbound_listen = configmod.Address("127.0.0.1", 0)
+    cfg.ccfast.control_listen = configmod.Address("127.0.0.1", 0)
+    scope = trio.CancelScope()
+
+    async def serve(task_status=trio.TASK_STATUS_IGNORED) -> None:
+        with scope:
+            await run(cfg, task_status=task_status)
+
+    running = await nursery.start(serve)
+    control = InboundClient("127.0.0.1", running.control_port, "secret", reconnect=False, liveness_interval=None)
+    await nursery.start(control.run)
+    return Node(name, running, scope, control)
+
+
+async def reset_db(dsn: str) -> None:
+    async with aio.open_loop():
+        store = PostgresStore(dsn)
+        await store.ensure_schema()
+        admin = PgSession(dsn, purpose="admin")
+        await ensure_cluster_schema(admin)
+        await admin.execute("TRUNCATE ccfast_node, ccfast_queue_owner, ccfast_agent_claim, members, agents, tiers")
+        await admin.close()
+        await store.close()
+
+
+@contextlib.asynccontextmanager
+async def cluster(pg_dsn, *, talk_time=0.3, ring_time=0.05):
+    """(sim, node a, node b), both owning half of the queues; sim callers dial node a."""
+    await reset_db(pg_dsn)
+    profiles = {f"a{n}": AgentProfile(f"a{n}", ring_time=ring_time, talk_time=talk_time) for n in range(N_AGENTS)}
+    async with trio.open_nursery() as nursery:
+        sim = Simulator(timings=Timings.fast(), profiles=profiles)
+        await nursery.start(sim.serve)
+        with nested_socket(sim, nursery):
+            nodes: dict[str, Node] = {}
+
+            async def start(name: str) -> None:
+                nodes[name] = await start_node(nursery, sim, pg_dsn, name)
+
+            async with trio.open_nursery() as starting:  # together: they split the queues (no rebalancing)
+                starting.start_soon(start, "node-a")
+                starting.start_soon(start, "node-b")
+            a, b = nodes["node-a"], nodes["node-b"]
+            sim.dial_to = a.address
+            await wait_for(lambda: len(a.glue.ready) == 2 and len(b.glue.ready) == 2, 5 + 4 * INTERVAL)
+            try:
+                yield sim, a, b
+            finally:
+                nursery.cancel_scope.cancel()
+
+
+async def wait_for(pred, timeout: float = 5.0, step: float = 0.02) -> None:
+    with trio.fail_after(timeout):
+        while not pred():
+            await trio.sleep(step)
+
+
+def no_overlapping_legs(sim: Simulator) -> dict[str, int]:
+    """Per agent endpoint: its legs' [created, ended] intervals never overlap (one offer at a
+    time, whichever node made it); returns the number of legs per agent."""
+    by_agent: dict[str, list] = {}
+    for leg in sim.switch.legs.values():
+        by_agent.setdefault(leg.endpoint, []).append(leg)
+    for endpoint, legs in by_agent.items():
+        legs.sort(key=lambda r: r.created)
+        for first, second in zip(legs, legs[1:]):
+            assert first.ended_at is not None and first.ended_at <= second.created, (
+                f"{endpoint}: leg {second.uuid} created at {second.created:.3f} while {first.uuid} "
+                f"({first.created:.3f}..{first.ended_at}) was up")
+    return {e: len(v) for e, v in by_agent.items()}
+
+
+# -- the tests ----------------------------------------------------------------------------------------
+
+async def test_queues_split_callers_redirected_to_the_owner_and_no_agent_offered_twice(pg_dsn):
+    async with cluster(pg_dsn) as (sim, a, b):
+        assert a.glue.ready.isdisjoint(b.glue.ready) and a.glue.ready | b.glue.ready == set(QUEUES)
+        # every caller dials node a; the callers of b's queues are moved to b's socket
+        records = [sim.spawn_caller(CallerSpec(queue=QUEUES[i % 4], cid_number=f"{1000 + i}"))
+                   for i in range(40)]
+        with trio.fail_after(18):
+            for rec in records:
+                await rec.done.wait()
+        assert [r.outcome for r in records] == ["bridged"] * 40, [
+            (r.queue, b.glue.owns(r.queue), r.outcome, r.hangup_cause, r.resumed, sim.switch.history.get(r.member_uuid) if sim.switch.history else None) for r in records if r.outcome != "bridged"][:3]
+        assert a.glue.stats["redirects"] >= 1 and b.glue.stats["redirects"] == 0
+        # each node made the offers of its own queues' callers (at least one per caller)
+        per_owner = {n.name: sum(1 for r in records if n.glue.owns(r.queue)) for n in (a, b)}
+        assert per_owner["node-a"] + per_owner["node-b"] == 40
+        for n in (a, b):
+            assert n.running.service.stats["offers_started"] >= per_owner[n.name], n.name
+        legs = no_overlapping_legs(sim)
+        assert sum(legs.values()) >= 40
+        # the claims kept the nodes apart under load: some offers were refused and redone
+        refused = a.glue.stats["claims_refused"] + b.glue.stats["claims_refused"]
+        print(f"legs per agent {legs}; claims refused {refused}; callers per owner {per_owner}")
+        await wait_for(lambda: not a.running.service.offers and not b.running.service.offers)
+        for node in (a, b):
+            for row in node.running.service.core.rows("agents"):
+                assert row["state"] not in (S.STATE_RECEIVING, S.STATE_RESERVED), (node.name, row)
+
+
+async def test_failover_readopts_the_dead_nodes_callers_at_their_place(pg_dsn):
+    async with cluster(pg_dsn, talk_time=None) as (sim, a, b):
+        queue_b = sorted(b.glue.ready)[0]
+        # nobody answers: agents logged out, callers wait in b's queue (dialled straight to b,
+        # with the fallback after `socket` pointing at a)
+        for n in range(N_AGENTS):
+            assert await b.cc(f"agent set status a{n} '{S.STATUS_LOGGED_OUT}'") == "+OK\n"
+        await wait_for(lambda: all(r["status"] == S.STATUS_LOGGED_OUT for r in a.running.service.core.rows("agents")))
+        sim.dial_to = b.address
+        callers = [sim.spawn_caller(CallerSpec(queue=queue_b, cid_number=f"20{i}",
+                                               after_socket=[("socket", "%s:%d" % a.address)])) for i in range(3)]
+        await wait_for(lambda: len(b.running.service.members) == 3)
+        core_b = b.running.service.core
+        before = {m["session_uuid"]: m["uuid"] for m in core_b.rows("members") if m["queue"] == queue_b}
+        await wait_for(lambda: False if b.running.writer.backlog else True)
+        await trio.sleep(0.2)  # one writer batch: the rows are in the database
+        # b dies: no graceful release, its connections cut
+        t0 = trio.current_time()
+        b.glue.crash()
+        b.scope.cancel()
+        await wait_for(lambda: queue_b in a.glue.ready, 3 * INTERVAL + 3)
+        took = trio.current_time() - t0
+        # the callers came back through the dialplan fallback and were re-adopted by a
+        await wait_for(lambda: len(a.running.service.members) == 3, 5)
+        members = {m["session_uuid"]: m for m in a.running.service.core.rows("members") if m["queue"] == queue_b}
+        for session, uuid in before.items():
+            assert members[session]["uuid"] == uuid  # same member row: its place kept
+            assert members[session]["state"] == S.MEMBER_WAITING
+        assert a.glue.stats["readopted"] == 3
+        print(f"failover took {took:.2f} s")
+        # a serves them: an agent comes back, the first caller is bridged
+        assert await a.cc(f"agent set status a0 {S.STATUS_AVAILABLE}") == "+OK\n"
+        with trio.fail_after(5):
+            while not any(c.outcome == "bridged" or c.bridged_at for c in callers):
+                await trio.sleep(0.02)
+
+
+async def test_listings_answer_for_the_whole_cluster(pg_dsn):
+    async with cluster(pg_dsn, talk_time=None) as (sim, a, b):
+        queue_b = sorted(b.glue.ready)[0]
+        queue_a = sorted(a.glue.ready)[0]
+        for n in range(1, N_AGENTS):
+            assert await a.cc(f"agent set status a{n} '{S.STATUS_LOGGED_OUT}'") == "+OK\n"
+        # the change made on a is applied on b (feed): only a0 is offered, by whichever node
+        await wait_for(lambda: sum(r["status"] == S.STATUS_AVAILABLE for r in b.running.service.core.rows("agents")) == 1)
+        sim.dial_to = b.address
+        talking = sim.spawn_caller(CallerSpec(queue=queue_b))
+        await wait_for(lambda: talking.bridged_at is not None, 5)
+        waiting = [sim.spawn_caller(CallerSpec(queue=queue_b, cid_number=f"30{i}")) for i in range(2)]
+        await wait_for(lambda: len(b.running.service.members) == 3)
+        await trio.sleep(0.3)  # b's writer batch
+        # a does not own queue_b: its answers come from the database
+        assert await a.cc(f"queue count members {queue_b}") == "3\n"
+        assert await b.cc(f"queue count members {queue_b}") == "3\n"
+        assert await a.cc(f"queue count members {queue_a}") == "0\n"
+        assert await a.cc("queue count") == await b.cc("queue count") == f"{len(QUEUES)}\n"
+        listing = await a.cc(f"queue list members {queue_b}")
+        assert listing.count("\n") == 5  # header, 3 rows, +OK
+        # a0 is in b's call: a's agent list shows what b wrote
+        for node in (a, b):
+            line = next(l for l in (await node.cc("agent list")).splitlines() if l.startswith("a0|"))
+            assert S.STATE_IN_A_QUEUE_CALL in line, (node.name, line)
+        assert all(w.outcome == "active" for w in waiting)
