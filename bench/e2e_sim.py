@@ -95,14 +95,14 @@ class Probe:
         self.offer: dict[str, float] = {}  # member channel uuid -> first originate received
         self.offers_all: list[tuple[float, str, str]] = []  # (time, member channel, agent)
         probe = self
-        original_handle = EslConnection.handle
+        original_dispatch = EslConnection.dispatch
 
-        async def handle(conn, cmd):
+        def dispatch(conn, cmd):
             if conn.outbound and isinstance(cmd, SendMsg) and cmd.header("execute-app-name") == "answer":
                 probe.join.setdefault(conn.channel.uuid, trio.current_time())
-            await original_handle(conn, cmd)
+            original_dispatch(conn, cmd)
 
-        EslConnection.handle = handle
+        EslConnection.dispatch = dispatch
         switch = sim.switch
         original_originate = switch.originate
 

@@ -22,6 +22,7 @@ import trio
 
 from .profiles import AgentProfile, ProfileTable
 from .records import CallRecord
+from .hub import SocketHub
 from .server import EslConnection, Faults, acl_allows
 from .switch import CallerSpec, Switch, Timings
 from ccfast import esl
@@ -38,7 +39,7 @@ class Simulator:
                  dial_to: tuple[str, int] | None = None, acl: list[str] | None = None,
                  users: dict[str, str] | None = None, max_lag: int = 500,
                  history: bool = False, park_delay: float | None = None,
-                 hostname: str = "sim"):
+                 hostname: str = "sim", hub: bool = True):
         if isinstance(profiles, dict):
             profiles = ProfileTable(profiles, default_profile)
         elif profiles is None:
@@ -60,6 +61,8 @@ class Simulator:
         self.stats = {"listeners_dropped": 0, "inbound_connections": 0, "socket_connections": 0}
         self._nursery: trio.Nursery | None = None
         self._seq = itertools.count(1)
+        self._use_hub = hub     # callers' sockets in one epoll task (False: two trio tasks each)
+        self.hub: SocketHub | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     async def serve(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -71,6 +74,9 @@ class Simulator:
             sw.spawn = nursery.start_soon
             sw.dialer = self._dial
             nursery.start_soon(sw.sched.run)
+            if self._use_hub:
+                self.hub = SocketHub(self)
+                nursery.start_soon(self.hub.run)
             listeners = await trio.open_tcp_listeners(self.requested_port, host=self.host)
             self.port = listeners[0].socket.getsockname()[1]
             nursery.start_soon(trio.serve_listeners, self._handle_inbound, listeners)
@@ -105,11 +111,30 @@ class Simulator:
 
     def _dial(self, ch, spec: CallerSpec) -> None:
         assert self._nursery is not None
-        self._nursery.start_soon(self._run_socket, ch, spec)
+        target = self.dial_to
+        if self.hub is not None and target is not None and not self.faults.reply_delay:
+            self.hub.dial(ch, spec, target)
+        else:
+            self._nursery.start_soon(self._run_socket, ch, spec)
+
+    def _socket_failed(self, ch) -> None:
+        """Nothing listens: the socket app returns at once, the dialplan goes on."""
+        ch.record.socket_failed = True
+        self.switch.later(0.0, self.switch._continue_if_alive, ch)
+
+    def _socket_connected(self, ch, conn: EslConnection, spec: CallerSpec, target: tuple[str, int]) -> None:
+        """The caller's socket app is connected: channel variables, then the session."""
+        self.stats["socket_connections"] += 1
+        ch.record.connected_at = trio.current_time()
+        data = f"{target[0]}:{target[1]} {spec.socket_arg}"
+        ch.set_vars([("current_application_data", data), ("current_application", "socket"),
+                     ("socket_host", target[0]), ("socket_data", data)])
+        ch.in_socket = True
+        ch.socket = conn
+        self.connections.append(conn)
 
     async def _run_socket(self, ch, spec: CallerSpec) -> None:
-        sw = self.switch
-        rec: CallRecord = ch.record
+        """One caller's socket with its own trio tasks (see :mod:`.hub` for the usual way)."""
         target = self.dial_to
         stream = None
         if target is not None:
@@ -122,23 +147,14 @@ class Simulator:
                 await trio.aclose_forcefully(stream)
             return
         if stream is None:
-            # nothing listens: the socket app returns at once, the dialplan goes on
-            rec.socket_failed = True
-            sw.later(0.0, sw._continue_if_alive, ch)
+            self._socket_failed(ch)
             return
-        self.stats["socket_connections"] += 1
-        rec.connected_at = trio.current_time()
         mode, _, ctl = spec.socket_arg.partition(" ")
-        data = f"{target[0]}:{target[1]} {spec.socket_arg}"
-        ch.set_vars([("current_application_data", data), ("current_application", "socket"),
-                     ("socket_host", target[0]), ("socket_data", data)])
-        ch.in_socket = True
         conn = EslConnection(self, stream, channel=ch,
                              socket_mode="async" if mode == "async" else "static",
                              control="full" if "full" in spec.socket_arg else "single-channel",
                              peer=f"socket:{ch.uuid}")
-        ch.socket = conn
-        self.connections.append(conn)
+        self._socket_connected(ch, conn, spec, target)
         try:
             await conn.run()
         except Exception:

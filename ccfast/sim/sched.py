@@ -18,16 +18,22 @@ log = logging.getLogger("ccfast.sim")
 
 
 class Timer:
-    __slots__ = ("when", "fn", "args", "cancelled")
+    __slots__ = ("when", "fn", "args", "cancelled", "owner")
 
-    def __init__(self, when: float, fn: Callable[..., Any], args: tuple):
+    def __init__(self, when: float, fn: Callable[..., Any], args: tuple, owner: "Scheduler"):
         self.when = when
         self.fn = fn
         self.args = args
         self.cancelled = False
+        self.owner = owner
 
     def cancel(self) -> None:
-        self.cancelled = True
+        if not self.cancelled:
+            self.cancelled = True
+            self.args = ()          # let go of what the callback would have used
+            o = self.owner
+            if o is not None:
+                o._cancelled += 1
 
 
 class Scheduler:
@@ -35,12 +41,28 @@ class Scheduler:
         self._heap: list[tuple[float, int, Timer]] = []
         self._seq = 0
         self._scope: trio.CancelScope | None = None
+        self._soon: list[tuple[Callable[..., Any], tuple]] = []
+        self._cancelled = 0     # cancelled timers still in the heap (deleted lazily)
         self.errors = 0
 
+    def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` after the timers now due (at the end of the current batch when
+        called from a timer callback; at the runner's next turn otherwise)."""
+        self._soon.append((fn, args))
+        sc = self._scope
+        if sc is not None:
+            sc.deadline = -math.inf
+
     def call_at(self, when: float, fn: Callable[..., Any], *args: Any) -> Timer:
-        t = Timer(when, fn, args)
+        t = Timer(when, fn, args, self)
         self._seq += 1
-        heapq.heappush(self._heap, (when, self._seq, t))
+        heap = self._heap
+        if self._cancelled > 1024 and self._cancelled * 2 > len(heap):
+            # mostly cancelled timers (e.g. long first-command timeouts of connected callers)
+            heap[:] = [e for e in heap if not e[2].cancelled]
+            heapq.heapify(heap)
+            self._cancelled = 0
+        heapq.heappush(heap, (when, self._seq, t))
         sc = self._scope
         if sc is not None and when < sc.deadline:
             sc.deadline = when
@@ -59,12 +81,24 @@ class Scheduler:
             while heap and heap[0][0] <= now:
                 _, _, t = heapq.heappop(heap)
                 if t.cancelled:
+                    self._cancelled -= 1
                     continue
+                t.owner = None
                 try:
                     t.fn(*t.args)
                 except Exception:  # a bug in one callback must not stop the whole simulator
                     self.errors += 1
                     log.exception("simulator timer callback failed")
+            soon = self._soon
+            while soon:
+                self._soon = []
+                for fn, args in soon:
+                    try:
+                        fn(*args)
+                    except Exception:
+                        self.errors += 1
+                        log.exception("simulator callback failed")
+                soon = self._soon
             deadline = heap[0][0] if heap else math.inf
             with trio.CancelScope(deadline=deadline) as sc:
                 self._scope = sc

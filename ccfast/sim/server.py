@@ -99,6 +99,7 @@ class EslConnection:
         self._cancel = trio.CancelScope()
         self.events_sent = 0
         self.commands_seen: list[str] = []
+        self._api_wait: tuple | None = None
 
     # -- event listener interface (called by the switch) ------------------------------------
     def wants(self, name: str, subclass: str, ch) -> bool:
@@ -287,6 +288,17 @@ class EslConnection:
 
     # -- commands --------------------------------------------------------------------------
     async def handle(self, cmd) -> None:
+        """Run one command; a blocking ``api`` (originate) holds this connection until done."""
+        self.dispatch(cmd)
+        w = self._api_wait
+        if w is not None:
+            await w[0].wait()
+            self._api_wait = None
+            self.push(esl.write_api_response(w[1][0]))
+
+    def dispatch(self, cmd) -> None:
+        """Run one command synchronously. When it is an ``api`` that finishes later,
+        ``self._api_wait`` is set to ``(trio.Event, [result])``."""
         line = cmd.line if isinstance(cmd, RawCommand) else (
             "SendEvent" if type(cmd) is LazySendEvent else type(cmd).__name__)
         self.commands_seen.append(line)
@@ -320,7 +332,7 @@ class EslConnection:
                 self.reply("-ERR command not found")
             return
         if isinstance(cmd, Api):
-            await self._do_api(cmd)
+            self._do_api(cmd)
         elif isinstance(cmd, BgApi):
             self._do_bgapi(cmd)
         elif isinstance(cmd, SendMsg):
@@ -462,7 +474,7 @@ class EslConnection:
             self.push(esl.write_disconnect_notice())
         self.close()
 
-    async def _do_api(self, cmd: Api) -> None:
+    def _do_api(self, cmd: Api) -> None:
         if self.outbound and self.control != "full":
             self.reply("-ERR command not found")
             return
@@ -472,12 +484,16 @@ class EslConnection:
         def done(text: str) -> None:
             result.append(text)
             ev.set()
+            self._api_done()
 
         out = sim_api.execute(self.sw, cmd.command, cmd.args, done)
-        if out is None:
-            await ev.wait()   # `api` blocks this connection until the command finishes
-            out = result[0]
-        self.push(esl.write_api_response(out))
+        if out is None and not result:
+            self._api_wait = (ev, result)   # `api` blocks this connection until the command finishes
+            return
+        self.push(esl.write_api_response(out if out is not None else result[0]))
+
+    def _api_done(self) -> None:
+        """A blocking api finished (the task-per-connection transport waits on the event)."""
 
     def _do_bgapi(self, cmd: BgApi) -> None:
         job = cmd.job_uuid or new_uuid()

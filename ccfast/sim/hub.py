@@ -1,0 +1,308 @@
+"""The callers' ``socket`` connections without a trio task per connection.
+
+Each simulated caller opens one TCP connection to the dispatcher (FreeSWITCH's ``socket`` app).
+Served the usual trio way that is a task for the reader, one for the writer, a nursery, cancel
+scopes and a task switch for every write. :class:`SocketHub` keeps every caller socket in one
+``select.epoll`` set and serves them from one trio task that waits on the epoll descriptor: each
+wake-up completes connects, reads every ready socket and runs its commands synchronously
+(:meth:`EslConnection.dispatch`). What the switch queues for these sockets (replies, events,
+notices) is written once per batch: at the end of the hub's wake-up or of the scheduler's batch of
+timers (:meth:`Scheduler.call_soon`), one ``send`` per connection.
+
+Same bytes and same order per connection as the task-per-connection transport of
+:class:`~ccfast.sim.server.EslConnection` (which inbound connections, and callers when a test
+injects reply delays, still use).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import select
+import socket
+from typing import TYPE_CHECKING
+
+import trio
+
+from ccfast import esl
+
+from .server import EslConnection
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .channel import Channel
+    from .core import Simulator
+    from .switch import CallerSpec
+
+log = logging.getLogger("ccfast.sim")
+
+READ_SIZE = 65536
+MAX_READY = 512
+_IN = select.EPOLLIN | select.EPOLLRDHUP
+_CONNECTING = select.EPOLLOUT
+_IN_OUT = _IN | select.EPOLLOUT
+_SOFT = (BlockingIOError, InterruptedError)
+
+
+class HubConnection(EslConnection):
+    """A caller's outbound socket served by the :class:`SocketHub` (no task of its own)."""
+
+    def __init__(self, sim: "Simulator", hub: "SocketHub", sock: socket.socket, *, channel: "Channel",
+                 spec: "CallerSpec", target: tuple[str, int]):
+        mode, _, _ = spec.socket_arg.partition(" ")
+        super().__init__(sim, None, channel=channel, socket_mode="async" if mode == "async" else "static",
+                         control="full" if "full" in spec.socket_arg else "single-channel",
+                         peer=f"socket:{channel.uuid}")
+        self.hub = hub
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.spec = spec
+        self.target = target
+        self.connecting = True
+        self.out: list[bytes] = []
+        self.blocked = False          # the kernel took part of our bytes: waiting for EPOLLOUT
+        self.finished = False
+        self.first_timer = None
+
+    # -- output (replaces the writer task) -------------------------------------------------
+    def push(self, data: bytes, event: bool = False) -> None:
+        if self.closed:
+            return
+        self.out.append(data)
+        if event:
+            self.events_sent += 1
+            self._lag += 1
+            if self._lag > self.sim.max_lag:
+                self.sim.stats["listeners_dropped"] += 1
+                log.warning("dropping listener %s: %d events behind", self.peer, self._lag)
+                self.close()
+                return
+        self.hub.mark(self)
+
+    def send_garbage(self, data: bytes) -> None:
+        self.out.append(data)
+        self.hub.mark(self)
+
+    def close(self) -> None:
+        """Close after what is already queued is written."""
+        if not self.closed:
+            self.closed = True
+            self.hub.mark(self)
+
+    def abort(self) -> None:
+        self.closed = True
+        self.out.clear()
+        self.hub.finish(self)
+
+    def _api_done(self) -> None:
+        # the task transport pushes the response when its reader task next runs: after the
+        # scheduler's current batch; so does this one
+        self.sw.sched.call_soon(self._api_resume)
+
+    def _api_resume(self) -> None:
+        w = self._api_wait
+        if w is None or self.finished:
+            return
+        self._api_wait = None
+        self.push(esl.write_api_response(w[1][0]))
+        self.process()
+
+    # -- input -------------------------------------------------------------------------------
+    def process(self) -> None:
+        """Run the commands buffered so far (stops while a blocking api runs)."""
+        proto = self.proto
+        try:
+            while not self.closed and self._api_wait is None:
+                cmd = proto.next_command()
+                if cmd is None:
+                    return
+                self.dispatch(cmd)
+        except esl.ProtocolError as exc:
+            log.info("closing %s: %s", self.peer, exc)
+            self.close()
+
+    def _do_connect(self) -> None:
+        super()._do_connect()
+        t = self.first_timer
+        if t is not None:
+            self.first_timer = None
+            t.cancel()
+
+    def first_command_timeout(self) -> None:
+        """FreeSWITCH waited too long for ``connect``: notice, close; the channel stays."""
+        if not self.connected and not self.closed:
+            self.push(esl.write_disconnect_notice(controlled_session_uuid=self.channel.uuid,
+                                                  disposition="disconnect"))
+            self.close()
+
+
+class SocketHub:
+    """All callers' sockets in one epoll set, served by :meth:`run` (one trio task)."""
+
+    def __init__(self, sim: "Simulator"):
+        self.sim = sim
+        self.ep = select.epoll()
+        self.conns: dict[int, HubConnection] = {}
+        self.dirty: list[HubConnection] = []
+        self._flush_asked = False
+        self._in_batch = False
+
+    # -- connecting ----------------------------------------------------------------------------
+    def dial(self, ch: "Channel", spec: "CallerSpec", target: tuple[str, int]) -> None:
+        """Start the caller's TCP connection (non-blocking); the rest happens in :meth:`run`."""
+        sock = socket.socket(socket.AF_INET6 if ":" in target[0] else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        err = sock.connect_ex(target)
+        conn = HubConnection(self.sim, self, sock, channel=ch, spec=spec, target=target)
+        if err not in (0, errno.EINPROGRESS):
+            sock.close()
+            self.sim._socket_failed(ch)
+            return
+        self.conns[conn.fd] = conn
+        self.ep.register(conn.fd, _CONNECTING)
+        if err == 0:
+            self._connected(conn)
+
+    def _connected(self, conn: HubConnection) -> None:
+        err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        ch = conn.channel
+        if err:
+            self._drop(conn)
+            self.sim._socket_failed(ch)
+            return
+        if not ch.alive:
+            self._drop(conn)
+            return
+        conn.connecting = False
+        self.ep.modify(conn.fd, _IN)
+        self.sim._socket_connected(ch, conn, conn.spec, conn.target)
+        sw = self.sim.switch
+        conn.first_timer = sw.later(sw.t.first_command_timeout, conn.first_command_timeout)
+        if conn.proto is not None and conn.out:
+            self.mark(conn)
+
+    def _drop(self, conn: HubConnection) -> None:
+        self.conns.pop(conn.fd, None)
+        try:
+            self.ep.unregister(conn.fd)
+        except (OSError, ValueError):
+            pass
+        conn.sock.close()
+
+    # -- output ----------------------------------------------------------------------------------
+    def mark(self, conn: HubConnection) -> None:
+        """``conn`` has bytes to write (or is closing): written at the end of this batch."""
+        self.dirty.append(conn)
+        if not self._in_batch and not self._flush_asked:
+            self._flush_asked = True
+            self.sim.switch.sched.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._flush_asked = False
+        dirty = self.dirty
+        if not dirty:
+            return
+        self.dirty = []
+        for conn in dirty:
+            if conn.finished or conn.connecting:
+                continue
+            if conn.out and not conn.blocked:
+                self._write(conn)
+            if conn.closed and not conn.out and not conn.finished:
+                self.finish(conn)
+
+    def _write(self, conn: HubConnection) -> None:
+        out = conn.out
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        conn._lag = 0
+        try:
+            n = conn.sock.send(data)
+        except _SOFT:
+            n = 0
+        except OSError:
+            conn.closed = True
+            self.finish(conn)
+            return
+        if n < len(data):
+            out.append(data[n:])
+            conn.blocked = True
+            self.ep.modify(conn.fd, _IN_OUT)
+
+    def finish(self, conn: HubConnection) -> None:
+        """The connection is over: close the socket, then what the task transport does after
+        its reader and writer stopped (detach, socket_closed)."""
+        if conn.finished:
+            return
+        conn.finished = True
+        conn.closed = True
+        if conn.first_timer is not None:
+            conn.first_timer.cancel()
+        self._drop(conn)
+        conn._detach()
+        conn._on_closed()
+
+    # -- the task ------------------------------------------------------------------------------
+    async def run(self) -> None:
+        ep = self.ep
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(ep.fileno())
+                self._in_batch = True
+                try:
+                    for fd, ev in ep.poll(0, MAX_READY):
+                        conn = self.conns.get(fd)
+                        if conn is not None:
+                            self._ready(conn, ev)
+                finally:
+                    self._in_batch = False
+                self.flush()
+        finally:
+            for conn in list(self.conns.values()):
+                conn.sock.close()
+            self.conns.clear()
+            ep.close()
+
+    def _ready(self, conn: HubConnection, ev: int) -> None:
+        if conn.connecting:
+            self._connected(conn)
+            return
+        if ev & select.EPOLLOUT and conn.blocked:
+            conn.blocked = False
+            self.ep.modify(conn.fd, _IN)
+            if conn.out:
+                self._write(conn)
+            if conn.finished:
+                return
+            if conn.closed and not conn.out:
+                self.finish(conn)
+                return
+        if ev & (select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR):
+            if conn.closed:
+                # closing (output still blocked): what arrives now is not read as commands, as the
+                # task transport stops reading; drained so epoll does not report it again
+                try:
+                    data = conn.sock.recv(READ_SIZE)
+                except _SOFT:
+                    return
+                except OSError:
+                    data = b""
+                if not data:
+                    conn.out.clear()
+                    self.finish(conn)
+                return
+            try:
+                data = conn.sock.recv(READ_SIZE)
+            except _SOFT:
+                return
+            except OSError:
+                conn.closed = True
+                conn.out.clear()
+                self.finish(conn)
+                return
+            if not data:
+                conn.close()   # peer closed: write what is queued, then end
+                self.mark(conn)
+                return
+            conn.proto.feed(data)
+            conn.process()
