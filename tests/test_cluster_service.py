@@ -140,13 +140,15 @@ async def start_node(nursery: trio.Nursery, sim: Simulator, dsn: str, name: str)
     scope = trio.CancelScope()
 
     async def serve(task_status=trio.TASK_STATUS_IGNORED) -> None:
-        with scope:
-            await run(cfg, task_status=task_status)
+        with scope:  # the node and its control client: cancelled together (a node "dies")
+            async with trio.open_nursery() as inner:
+                running = await inner.start(run, cfg)
+                control = InboundClient("127.0.0.1", running.control_port, "secret", reconnect=False,
+                                        liveness_interval=None)
+                await inner.start(control.run)
+                task_status.started(Node(name, running, scope, control))
 
-    running = await nursery.start(serve)
-    control = InboundClient("127.0.0.1", running.control_port, "secret", reconnect=False, liveness_interval=None)
-    await nursery.start(control.run)
-    return Node(name, running, scope, control)
+    return await nursery.start(serve)
 
 
 async def reset_db(dsn: str) -> None:
@@ -260,7 +262,10 @@ async def test_failover_readopts_the_dead_nodes_callers_at_their_place(pg_dsn):
         await wait_for(lambda: queue_b in a.glue.ready, 3 * INTERVAL + 3)
         took = trio.current_time() - t0
         # the callers came back through the dialplan fallback and were re-adopted by a
-        await wait_for(lambda: len(a.running.service.members) == 3, 5)
+        try:
+            await wait_for(lambda: len(a.running.service.members) == 3, 5)
+        except trio.TooSlowError:
+            raise AssertionError([(c.outcome, c.continued_in_dialplan, c.resumed, c.commands[-6:], sim.switch.channels.get(c.member_uuid) and sim.switch.channels[c.member_uuid].in_socket) for c in callers] + [len(a.running.service.members), a.glue.stats])
         members = {m["session_uuid"]: m for m in a.running.service.core.rows("members") if m["queue"] == queue_b}
         for session, uuid in before.items():
             assert members[session]["uuid"] == uuid  # same member row: its place kept
@@ -286,7 +291,8 @@ async def test_listings_answer_for_the_whole_cluster(pg_dsn):
         talking = sim.spawn_caller(CallerSpec(queue=queue_b))
         await wait_for(lambda: talking.bridged_at is not None, 5)
         waiting = [sim.spawn_caller(CallerSpec(queue=queue_b, cid_number=f"30{i}")) for i in range(2)]
-        await wait_for(lambda: len(b.running.service.members) == 3)
+        core_b = b.running.service.core
+        await wait_for(lambda: sum(m["queue"] == queue_b for m in core_b.rows("members")) == 3)
         await trio.sleep(0.3)  # b's writer batch
         # a does not own queue_b: its answers come from the database
         assert await a.cc(f"queue count members {queue_b}") == "3\n"

@@ -22,6 +22,7 @@ import trio
 from .claims import AgentClaims
 from .errors import ClusterUnavailable
 from .feed import RESYNC, ChangeFeed, FeedMessage
+from .keys import NS_QUEUE, lock_key
 from .keys import node_id as make_node_id
 from .ownership import QueueOwnership
 from .pg import NODE_TABLE, OWNER_TABLE, PgSession, ensure_cluster_schema
@@ -68,12 +69,19 @@ class ClusterNode:
         return self.remote_claims.get(agent)
 
     async def owner_of(self, queue: str) -> tuple[str, str] | None:
-        """(node, address) of the queue's live owner, from the database; None during a failover."""
+        """(node, address) of the queue's live owner, from the database; None during a failover.
+
+        Live = its heartbeat is fresh AND its lock connection still holds the queue's lock (a
+        process that died a moment ago still has a fresh heartbeat, but its locks are gone)."""
         rows = await self.claim_session.fetch(
-            f"SELECT o.node, n.address FROM {OWNER_TABLE} o JOIN {NODE_TABLE} n ON n.node = o.node "
+            f"SELECT o.node, n.address, ARRAY(SELECT l.objid::bigint FROM pg_locks l WHERE l.pid = n.pid "
+            f"AND l.locktype = 'advisory' AND l.classid = $3::bigint::oid AND l.objsubid = 2 AND l.granted) "
+            f"FROM {OWNER_TABLE} o JOIN {NODE_TABLE} n ON n.node = o.node "
             f"WHERE o.queue = $1 AND o.heartbeat > now() - make_interval(secs => $2)",
-            queue, self.ownership.stale_after)
-        return (rows[0][0], rows[0][1]) if rows else None
+            queue, self.ownership.stale_after, NS_QUEUE)
+        if not rows or lock_key(queue) not in rows[0][2]:
+            return None
+        return rows[0][0], rows[0][1]
 
     async def owners(self) -> dict[str, tuple[str, int]]:
         """queue → (node, generation) for every queue with an owner row (listings, ``ccfast ctl``)."""
