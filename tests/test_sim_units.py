@@ -74,3 +74,93 @@ def test_cli_parsers():
     assert (p.name, p.outcome, p.ring_time, p.talk_time) == ("a1", "answer", 0.5, 30.0)
     with pytest.raises(argparse.ArgumentTypeError):
         _profile("a1=maybe")
+
+
+@pytest.mark.parametrize("text", [
+    "{a=1,b=2}sim/agent/a1 &park()",
+    "{a='x y',b=2}sim/agent/a1 &park()",
+    "{a=1}[x=2]sim/a,sim/b|sim/c &bridge(user/1) XML default 'Al Bo' 123 30",
+    "{a=p\\,q}loopback/agent_park_1/cc &park()",
+    "sim/a &playback(a b)",
+    "sim/a &x)(y",
+    "{a=1}sim/a>b,c 1000",
+    "sim/a|sim/b,sim/c  &echo()  ",
+])
+def test_dialstring_shortcuts_agree_with_the_loops(text, monkeypatch):
+    """parse_originate's plain-split shortcuts give what the character loops give."""
+    import ccfast.sim.dialstring as ds
+
+    fast = None
+    try:
+        fast = ds.parse_originate(text)
+    except (DialStringError, ValueError) as exc:
+        fast = ("error", type(exc), str(exc))
+    assert ds.split_args(text.strip()) == _loop_args(text.strip())
+    # the reference loops: _split_top's shortcut never applies, _split_unescaped always loops
+    monkeypatch.setattr(ds, "_NO_NESTING", ds.re.compile(r"(?!)"))
+    monkeypatch.setattr(ds, "_split_unescaped", _loop_split)
+    monkeypatch.setattr(ds, "split_args", _loop_args)
+    try:
+        slow = ds.parse_originate(text)
+    except (DialStringError, ValueError) as exc:
+        slow = ("error", type(exc), str(exc))
+    assert fast == slow
+
+
+def _loop_split(s, sep):
+    out, cur, i = [], [], 0
+    while i < len(s):
+        c = s[i]
+        if c == "\\" and i + 1 < len(s) and s[i + 1] == sep:
+            cur.append(sep)
+            i += 2
+            continue
+        if c == sep:
+            out.append("".join(cur))
+            cur = []
+        else:
+            cur.append(c)
+        i += 1
+    out.append("".join(cur))
+    return out
+
+
+def _loop_args(text):
+    out, cur, quote, depth = [], [], "", 0
+    for c in text:
+        if quote:
+            cur.append(c)
+            if c == quote:
+                quote = ""
+        elif c in "'\"":
+            quote = c
+            cur.append(c)
+        elif c == "(":
+            depth += 1
+            cur.append(c)
+        elif c == ")":
+            depth = max(0, depth - 1)
+            cur.append(c)
+        elif c == " " and depth == 0:
+            if cur:
+                out.append("".join(cur))
+                cur = []
+        else:
+            cur.append(c)
+    if cur:
+        out.append("".join(cur))
+    return out
+
+
+def test_new_uuid_is_a_version_4_uuid():
+    import uuid
+
+    from ccfast.sim.switch import new_uuid
+
+    seen = set()
+    for _ in range(2000):
+        u = new_uuid()
+        parsed = uuid.UUID(u)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == u
+        seen.add(u)
+    assert len(seen) == 2000

@@ -11,12 +11,11 @@ ERROR``).
 from __future__ import annotations
 
 import math
-import uuid as uuidlib
 from typing import TYPE_CHECKING
 
 from .events import Block, SimEvent
 from .switch import (C_EVENT_APP, C_EXEC, C_EXEC_DONE, C_PLAY_START, C_PLAY_STOP, C_RECORD,
-                     ExecMsg, RunningApp)
+                     ExecMsg, RunningApp, new_uuid)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .channel import Channel
@@ -45,7 +44,7 @@ def start(sw: "Switch", ch: "Channel", msg: ExecMsg) -> None:
     if not ch.alive:
         return
     name, arg = msg.app, msg.arg
-    app = RunningApp(name, arg, str(uuidlib.uuid4()), msg.event_lock)
+    app = RunningApp(name, arg, new_uuid(), msg.event_lock)
     post = [("Application", name)]
     if arg:
         post.append(("Application-Data", arg))

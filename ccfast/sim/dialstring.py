@@ -12,7 +12,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+
+# the character loops below are the reference; these shortcuts apply when none of the
+# characters that make them differ from a plain split is present
+_NO_NESTING = re.compile(r"[^\\\[\]{}<>]*\Z")
+_BAD_ENDPOINT = re.compile(r"[{}\[\]']")
 
 
 class DialStringError(ValueError):
@@ -50,6 +56,8 @@ class Originate:
 
 
 def _split_unescaped(s: str, sep: str) -> list[str]:
+    if "\\" not in s:
+        return s.split(sep)
     out, cur, i = [], [], 0
     while i < len(s):
         c = s[i]
@@ -89,6 +97,9 @@ def parse_vars(body: str) -> dict[str, str]:
 
 def _split_top(s: str, seps: str) -> list[tuple[str, str]]:
     """Split on separators outside ``[]``/``{}``/``<>``; returns (piece, separator-before)."""
+    if len(seps) == 1 and _NO_NESTING.match(s):
+        parts = s.split(seps)
+        return [(parts[0], "")] + [(p, seps) for p in parts[1:]]
     out, depth, start, before = [], 0, 0, ""
     i = 0
     while i < len(s):
@@ -111,6 +122,13 @@ def _split_top(s: str, seps: str) -> list[tuple[str, str]]:
 
 def split_args(text: str) -> list[str]:
     """Split the originate argument line on spaces outside quotes and ``()``."""
+    if "'" not in text and '"' not in text:
+        parts = [p for p in text.split(" ") if p]
+        for p in parts:
+            if ("(" in p or ")" in p) and not (p.endswith("()") and p.count("(") == 1 and p.count(")") == 1):
+                break
+        else:
+            return parts
     out, cur, quote, depth = [], [], "", 0
     for c in text:
         if quote:
@@ -161,7 +179,7 @@ def parse_dialstring(ds: str) -> tuple[dict[str, str], list[list[Leg]]]:
                 leg_text = leg_text[end + 1:]
             if leg_text.startswith("<"):
                 raise DialStringError("<> variables", "CHAN_NOT_IMPLEMENTED")
-            if not leg_text or "/" not in leg_text or any(c in leg_text for c in "{}[]'"):
+            if not leg_text or "/" not in leg_text or _BAD_ENDPOINT.search(leg_text):
                 raise DialStringError(f"bad endpoint {leg_text!r}")
             legs.append(Leg(leg_text, lv))
         groups.append(legs)

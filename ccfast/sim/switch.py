@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import time
-import uuid as uuidlib
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -133,8 +133,16 @@ class _LegState:
         self.rec: LegRecord | None = None
 
 
+_uuid_rng = random.Random(int.from_bytes(os.urandom(16), "big"))
+_V4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_V4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
 def new_uuid() -> str:
-    return str(uuidlib.uuid4())
+    """A random (version 4, RFC 4122 variant) uuid string, as ``str(uuid.uuid4())`` gives,
+    from a PRNG seeded once from the OS (a simulator needs unique ids, not secret ones)."""
+    h = "%032x" % ((_uuid_rng.getrandbits(128) & _V4_CLEAR) | _V4_SET)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class Switch:
