@@ -162,6 +162,15 @@ async def reset_db(dsn: str) -> None:
         await store.close()
 
 
+async def admin_fetch(dsn: str, sql: str, *args) -> list[tuple]:
+    async with aio.open_loop():
+        admin = PgSession(dsn, purpose="admin")
+        try:
+            return await admin.fetch(sql, *args)
+        finally:
+            await admin.close()
+
+
 @contextlib.asynccontextmanager
 async def cluster(pg_dsn, *, talk_time=0.3, ring_time=0.05):
     """(sim, node a, node b), both owning half of the queues; sim callers dial node a."""
@@ -306,3 +315,67 @@ async def test_listings_answer_for_the_whole_cluster(pg_dsn):
             line = next(l for l in (await node.cc("agent list")).splitlines() if l.startswith("a0|"))
             assert S.STATE_IN_A_QUEUE_CALL in line, (node.name, line)
         assert all(w.outcome == "active" for w in waiting)
+
+
+async def waiting_callers(sim, owner: Node, other: Node, queue: str, n: int) -> list:
+    """``n`` callers waiting in ``queue`` (all agents logged out), dialled straight to ``owner``,
+    with the dialplan fallback after ``socket`` pointing at ``other``."""
+    for i in range(N_AGENTS):
+        assert await owner.cc(f"agent set status a{i} '{S.STATUS_LOGGED_OUT}'") == "+OK\n"
+    await wait_for(lambda: all(r["status"] == S.STATUS_LOGGED_OUT for r in other.running.service.core.rows("agents")))
+    sim.dial_to = owner.address
+    callers = [sim.spawn_caller(CallerSpec(queue=queue, cid_number=f"40{i}",
+                                           after_socket=[("socket", "%s:%d" % other.address)])) for i in range(n)]
+    core = owner.running.service.core
+    await wait_for(lambda: sum(m["queue"] == queue and m["state"] == S.MEMBER_WAITING for m in core.rows("members")) == n)
+    await trio.sleep(0.2)  # one writer batch: the rows are in the database
+    return callers
+
+
+async def test_lock_connection_cut_the_queues_move_and_the_callers_follow(pg_dsn):
+    """b's lock connection is cut (``pg_terminate_backend``) and b cannot reconnect it (a network
+    cut): b loses its queues at once and ends their waiting callers, a takes the queues at its next
+    tick, and the callers — back through the dialplan fallback to a — are re-adopted by a under
+    their old member rows."""
+    async with cluster(pg_dsn, talk_time=None) as (sim, a, b):
+        queue_b = sorted(b.glue.ready)[0]
+        callers = await waiting_callers(sim, b, a, queue_b, 2)
+        before = {m["session_uuid"]: m["uuid"] for m in b.running.service.core.rows("members") if m["queue"] == queue_b}
+        b.glue.node.locks.connect_kwargs["port"] = 9  # nothing listens: b's reconnects fail
+        assert await admin_fetch(pg_dsn, "SELECT pg_terminate_backend($1)", b.glue.node.locks.pid) == [(True,)]
+        await wait_for(lambda: b.glue.stats["lost_callers"] == 2 and not b.glue.ready, 3)
+        assert b.running.service.core.queue_suspended(queue_b)
+        await wait_for(lambda: len(a.glue.ready) == len(QUEUES), 3)  # b is dead to the others
+        core = a.running.service.core
+        await wait_for(lambda: {m["session_uuid"]: m["uuid"] for m in core.rows("members")
+                                if m["queue"] == queue_b and m["state"] == S.MEMBER_WAITING} == before, 5)
+        assert all(c.outcome == "active" for c in callers)
+
+
+async def test_graceful_stop_hands_the_queues_over_at_once(pg_dsn):
+    async with cluster(pg_dsn, talk_time=None) as (sim, a, b):
+        owned_b = set(b.glue.ready)
+        t0 = trio.current_time()
+        b.scope.cancel()  # what SIGTERM does: the serve nursery is cancelled
+        await wait_for(lambda: owned_b <= a.glue.ready, 3)
+        took = trio.current_time() - t0
+        assert took < 2 * INTERVAL + 0.5, took  # released, not waiting for a stale heartbeat
+        assert await admin_fetch(pg_dsn, "SELECT count(*) FROM ccfast_agent_claim WHERE node = 'node-b'") == [(0,)]
+        assert await admin_fetch(pg_dsn, "SELECT DISTINCT node FROM ccfast_queue_owner") == [("node-a",)]
+
+
+def test_cluster_settings_need_postgresql_and_sane_timing():
+    base = ('<configuration name="callcenter.conf"><settings>{db}</settings><queues/>'
+            '<ccfast><settings><param name="cluster" value="true"/>{extra}</settings></ccfast></configuration>')
+    pg = '<param name="odbc-dsn" value="pgsql://hostaddr=127.0.0.1 dbname=test user=postgres"/>'
+    cfg = configmod.load_config("c.xml", text=base.format(db=pg, extra=""))
+    assert (cfg.ccfast.cluster, cfg.ccfast.cluster_interval, cfg.ccfast.cluster_stale_after) == (True, 1.0, 5.0)
+    with pytest.raises(configmod.ConfigError, match="cluster mode needs a PostgreSQL database"):
+        configmod.load_config("c.xml", text=base.format(db="", extra=""))
+    with pytest.raises(configmod.ConfigError, match="not more than twice cluster-interval"):
+        configmod.load_config("c.xml", text=base.format(
+            db=pg, extra='<param name="cluster-interval" value="2"/><param name="cluster-stale-after" value="3"/>'))
+    with pytest.raises(configmod.ConfigError, match="not a boolean"):
+        configmod.load_config("c.xml", text=base.format(db=pg, extra="").replace('value="true"', 'value="maybe"'))
+    with pytest.raises(configmod.ConfigError, match="not an address other nodes can reach"):
+        configmod.load_config("c.xml", text=base.format(db=pg, extra='<param name="outbound-listen" value="0.0.0.0:8040"/>'))

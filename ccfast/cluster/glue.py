@@ -336,6 +336,13 @@ class ClusterGlue:
         names = COLUMN_NAMES[MEMBERS]
         known = {m["uuid"] for m in core.rows(MEMBERS) if m["queue"] == queue}
         rows = [dict(zip(names, r)) for r in records]
+        stale = [r for r in rows if r["uuid"] in known]
+        if stale:
+            # re-taken by this node after losing it: its core still holds the rows it had (the
+            # callers it ended are Abandoned there), and the core cannot drop them unjournaled yet,
+            # so those callers do not resume at their place here (docs/cluster.md, limits)
+            log.warning("cluster: queue %s re-taken: %d member row(s) kept as this node had them",
+                        queue, len(stale))
         rows = [r for r in rows if r["uuid"] not in known]
         now = self.clock.now()
         if core.queue_params(queue) is None:
