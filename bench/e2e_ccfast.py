@@ -34,6 +34,8 @@ async def main(args) -> None:
     cfg.ccfast.outbound_listen = configmod.Address("127.0.0.1", 0)
     cfg.ccfast.control_listen = configmod.Address("127.0.0.1", 0)
     cfg.ccfast.metrics_listen = None
+    if os.environ.get("CCFAST_STORE_BATCH_MS"):  # A/B of the write-behind window
+        cfg.ccfast.store_batch_ms = int(os.environ["CCFAST_STORE_BATCH_MS"])
     async with trio.open_nursery() as nursery:
         running = await nursery.start(serve.run, cfg)
         print(json.dumps({"outbound_port": running.outbound_port, "control_port": running.control_port,
@@ -66,4 +68,10 @@ def parse_args(argv=None):
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    trio.run(main, parse_args())
+    profile_to = os.environ.get("CCFAST_CPROFILE")  # a path: deterministic profile (call counts per call)
+    if profile_to:
+        import cProfile
+
+        cProfile.run("trio.run(main, parse_args())", profile_to)
+    else:
+        trio.run(main, parse_args())

@@ -30,3 +30,61 @@ def test_snapshot_is_remembered_until_the_variables_change():
     assert snapshot(data) is first
     data.update_from({"variable_a": "2"})
     assert ("variable_a", "2") in snapshot(data) and snapshot(data) is not first
+
+
+# -- encode_event: the direct path equals encode_sendevent(render(...)) -----------------------
+
+import pytest
+
+from ccfast.esl import _readers
+from ccfast.esl import _writers as W
+from ccfast.service.ccevents import encode_event
+
+_fast = pytest.importorskip("ccfast.esl._fast")
+
+CHANNEL = {
+    "Event-Name": "CHANNEL_DATA", "Unique-ID": "u1", "Core-UUID": "core", "Channel-Name": "sofia/x/1000",
+    "Caller-Caller-ID-Name": "Jos\u00e9 100%", "Caller-RDNIS": "5551234", "variable_empty": "",
+    "variable_cr": "a\rb", "variable_pct": "50% off", "variable_dup": "first", "Content-Length-X": "ok",
+    "variable_keep": "k", "Event-Sequence": "7", "variable_undef": "_undef_",
+    "variable_cc_queue": "q@d",
+}
+CC = {"CC-Queue": "q@d", "CC-Action": "", "CC-Member-UUID": "m1", "CC-Member-Session-UUID": "u1",
+      "CC-Count": 3, "CC-Bad": "x\ny", "Empty": "", "None": None}
+
+
+def connect_data(reader_cls):
+    frame = W.write_connect_reply(CHANNEL)
+    frame = frame.replace(b"variable_keep:", b"variable_dup: second\nvariable_keep:", 1)  # a repeated name
+    r = reader_cls()
+    r.feed(frame)
+    return ChannelVars(r.next_message().headers)
+
+
+@pytest.mark.parametrize("reader_cls", [_fast.MessageReader, _readers.MessageReader])
+@pytest.mark.parametrize("action", [S.ACTION_MEMBER_QUEUE_START, S.ACTION_MEMBER_QUEUE_END,
+                                    S.ACTION_AGENT_OFFERING, S.ACTION_BRIDGE_AGENT_START, S.ACTION_MEMBERS_COUNT])
+def test_encode_event_equals_the_rendered_path(reader_cls, action):
+    data = connect_data(reader_cls)
+    overlays = [
+        {},
+        {"variable_keep": "changed", "variable_new": "n%1", "variable_pct": "", "Unique-ID": "u2",
+         "variable_nl": "a\nb", "variable_dup": "third"},
+        {"variable_empty": "now set", "Content-Length": "5"},
+    ]
+    for overlay in overlays:
+        data.overlay.clear()
+        data.overlay.update(overlay)
+        data._memo = None
+        for channel in (data, None):
+            expected = encode_sendevent(render(action, CC, channel, None)).encode()
+            assert encode_event(action, CC, channel).encode() == expected, (overlay, channel is None)
+
+
+def test_encode_presence_equals_sendevent_presence_in():
+    from ccfast.service.ccevents import encode_presence, presence_headers
+
+    for queue, waiting in (("support@default", 0), ("q", 12)):
+        assert encode_presence(queue, waiting).encode() == SendEvent("PRESENCE_IN", presence_headers(queue, waiting)).encode()
+    with pytest.raises(ValueError):
+        encode_presence("bad\nqueue", 1)

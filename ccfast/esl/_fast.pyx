@@ -346,6 +346,28 @@ cdef inline Py_ssize_t _scan_jstring(const uint8_t* p, Py_ssize_t i, Py_ssize_t 
 # ------------------------------------------------------------------ lazy headers
 
 
+cdef dict _SENDEVENT_NAMES = {}  # header name -> usable in a sendevent (names repeat on every call)
+
+
+cdef bint _sendevent_name_ok(str name):
+    ok = _SENDEVENT_NAMES.get(name)
+    if ok is None:
+        ok = bool(name) and not (":" in name or " " in name or "\n" in name or "\r" in name
+                                 or name.lower() == "content-length")
+        if len(_SENDEVENT_NAMES) < 100_000:
+            _SENDEVENT_NAMES[name] = ok
+    return ok
+
+
+cdef inline _sendevent_line(list out, str name, value, skip):
+    if name in skip or value is None or value == "":
+        return
+    value = str(value)
+    if "\n" in value or "\r" in value or not _sendevent_name_ok(name):
+        return
+    out.append(f"{name}: {value}\n".encode("utf-8"))
+
+
 @cython.no_gc
 cdef class LazyHeaders:
     """Header index over an event's bytes; same methods as ``_events.Headers``.
@@ -535,6 +557,44 @@ cdef class LazyHeaders:
             if raw or b._value(j) != value:
                 out.append((name, value))
         return out
+
+    def sendevent_lines(self, skip, dict overlay):
+        """The ``name: value\n`` lines that carry this channel snapshot in a ``sendevent``.
+
+        Equal to encoding ``[(k, v) for k, v in {**first, **overlay}.items() if k not in skip
+        and v]`` (``first``: the first value per name) and then leaving out what a sendevent
+        cannot carry: a value with a line break, a name that is empty, holds ``:``, a space or a
+        line break, or is ``Content-Length`` (any case). A plain value without ``%`` is copied
+        from the wire bytes as it is (it decodes to itself)."""
+        cdef list out = []
+        cdef set seen = set()
+        cdef Py_ssize_t i
+        cdef HEnt* e
+        cdef const uint8_t* v
+        for i in range(self.n):
+            name = self._name(i)
+            if name in seen:
+                continue
+            seen.add(name)
+            if name in overlay:
+                value = overlay[name]
+            elif name in skip:
+                continue
+            else:
+                e = &self.ents[i]
+                if self.kind == 0 and not (e.flags & (F_PCT | F_UNDEF)):
+                    v = self.base + e.vs
+                    if e.vl == 0 or memchr(v, 0x0D, e.vl) != NULL or not _sendevent_name_ok(name):
+                        continue
+                    out.append(PyBytes_FromStringAndSize(<const char*>self.base + e.ns, e.nl) + b": "
+                               + PyBytes_FromStringAndSize(<const char*>v, e.vl) + b"\n")
+                    continue
+                value = self._value(i)
+            _sendevent_line(out, name, value, skip)
+        for name, value in overlay.items():
+            if name not in seen:
+                _sendevent_line(out, name, value, skip)
+        return b"".join(out)
 
     def pairs(self):
         """Every ``(name, value)`` in wire order, repeated names included."""

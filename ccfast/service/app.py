@@ -20,7 +20,7 @@ import trio
 
 from .. import strings as S
 from ..esl._throttle import FailureLog
-from .ccevents import encode_sendevent, presence_headers, render
+from .ccevents import encode_event, encode_presence, encode_sendevent, render
 from .clock import Clock
 from .dispatcher import Dispatcher
 from .caller import MemberSession
@@ -303,7 +303,7 @@ class Service:
         queue = headers.get("CC-Queue")
         if not queue:
             return
-        presence = presence_headers(queue, int(headers.get("CC-Count") or 0))
+        presence = encode_presence(queue, int(headers.get("CC-Count") or 0))
         for box in self.boxes.values():
             if box.up:
                 box.send_presence(presence)
@@ -312,15 +312,17 @@ class Service:
         member_uuid = headers.get("CC-Member-UUID", "")
         member = self.members.get(member_uuid) or self._departed.get(member_uuid)
         member_channel = member.data if member is not None else None
-        rendered = render(action, headers, member_channel, None)
         self.stats["events_fired"] += 1
+        listeners = self.event_listeners
+        rendered = render(action, headers, member_channel, None) if listeners else None
         encoded = None
         for box in self.boxes.values():
             if box.up:
-                if encoded is None:
-                    encoded = encode_sendevent(rendered)  # once for every box
+                if encoded is None:  # once for every box
+                    encoded = (encode_sendevent(rendered) if rendered is not None
+                               else encode_event(action, headers, member_channel))
                 box.sendevent(rendered, encoded)
         if action == S.ACTION_MEMBERS_COUNT:
             self._presence(headers)
-        for listener in self.event_listeners:
+        for listener in listeners:
             listener(action, rendered)

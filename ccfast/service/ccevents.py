@@ -13,6 +13,7 @@ bridged. ``Channel-Call-UUID``, ``Caller-Unique-ID`` and ``CC-Member-Session-UUI
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 from .. import strings as S
@@ -48,6 +49,50 @@ def _snapshot(channel: Mapping[str, str]) -> list[tuple[str, str]]:
 
 
 _SENDEVENT_LINE = f"sendevent CUSTOM\nEvent-Subclass: {S.EVENT_SUBCLASS}"
+_SENDEVENT_HEAD = (_SENDEVENT_LINE + "\n").encode("utf-8")
+
+
+def encode_event(action: str, headers: Mapping[str, str],
+                 member_channel: Mapping[str, str] | None = None) -> Encoded:
+    """``encode_sendevent(render(action, headers, member_channel))``, built straight to bytes
+    (no header list; the member's snapshot lines are made once per change of its variables)."""
+    parts = [_SENDEVENT_HEAD]
+    if action in MEMBER_SNAPSHOT and member_channel is not None:
+        parts.append(snapshot_lines(member_channel))
+    names = _NAME_OK
+    lines = []
+    for name, value in headers.items():
+        if value is None or value == "":
+            continue
+        value = str(value)
+        if (names.get(name) or _check_name(name)) and "\n" not in value and "\r" not in value:
+            lines.append(f"{name}: {value}\n")
+    if action in DNIS_EVENTS and member_channel is not None:
+        rdnis = member_channel.get("Caller-RDNIS")
+        if rdnis and "CC-Member-DNIS" not in headers and "\n" not in rdnis and "\r" not in rdnis:
+            lines.append(f"CC-Member-DNIS: {rdnis}\n")
+    lines.append("\n")
+    parts.append("".join(lines).encode("utf-8"))
+    return Encoded(b"".join(parts))
+
+
+def snapshot_lines(channel: Mapping[str, str]) -> bytes:
+    """``snapshot(channel)`` as sendevent header lines (unsendable ones left out)."""
+    memo = getattr(channel, "memo", None)
+    if memo is not None:
+        return memo("cc_snapshot_lines", _snapshot_lines)
+    return _snapshot_lines(channel)
+
+
+def _snapshot_lines(channel: Mapping[str, str]) -> bytes:
+    base = getattr(channel, "base", None)
+    if hasattr(base, "sendevent_lines"):  # the Cython index over the connect reply's bytes
+        return base.sendevent_lines(_NOT_FORWARDED, channel.overlay)
+    names = _NAME_OK
+    return "".join(
+        f"{n}: {v}\n" for n, v in snapshot(channel)
+        if (names.get(n) or _check_name(n)) and "\n" not in v and "\r" not in v
+    ).encode("utf-8")
 
 
 def encode_sendevent(rendered: list[tuple[str, str]]) -> Encoded:
@@ -94,6 +139,16 @@ def render(
         if rdnis and "CC-Member-DNIS" not in headers:
             out.append(("CC-Member-DNIS", rdnis))
     return out
+
+
+@functools.lru_cache(maxsize=4096)
+def encode_presence(queue: str, waiting: int) -> Encoded:
+    """``sendevent PRESENCE_IN`` with ``presence_headers(queue, waiting)``, encoded once per
+    (queue, count) — it goes out twice per call."""
+    headers = presence_headers(queue, waiting)
+    if any("\n" in v or "\r" in v for _, v in headers):
+        raise ValueError(f"queue name {queue!r} cannot be carried in a presence event")
+    return Encoded.frame("sendevent PRESENCE_IN", headers)
 
 
 def presence_headers(queue: str, waiting: int) -> list[tuple[str, str]]:

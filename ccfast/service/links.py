@@ -179,8 +179,9 @@ class BoxLink:
         except ConnectionLost:
             self.events_dropped += 1
 
-    def send_presence(self, headers: list[tuple[str, str]]) -> None:
-        """``sendevent PRESENCE_IN`` (a queue's presence, §6.3); never blocks."""
+    def send_presence(self, headers) -> None:
+        """``sendevent PRESENCE_IN`` (a queue's presence, §6.3; ``headers`` may be
+        ``ccevents.encode_presence``'s already encoded command); never blocks."""
         try:
             self.client.sendevent_nowait("PRESENCE_IN", headers, on_reply=self._count_dropped_event)
         except ConnectionLost:

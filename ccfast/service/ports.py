@@ -42,8 +42,9 @@ class Box(Protocol):
         """Queue ``sendevent CUSTOM`` with these headers (``encoded``: the same, already encoded
         by ``ccevents.encode_sendevent``); never blocks (drops are counted)."""
 
-    def send_presence(self, headers: list[tuple[str, str]]) -> None:
-        """Queue ``sendevent PRESENCE_IN`` with these headers; never blocks."""
+    def send_presence(self, headers) -> None:
+        """Queue ``sendevent PRESENCE_IN`` with these headers (or ``ccevents.encode_presence``'s
+        encoded command); never blocks."""
 
 
 class MemberLink(Protocol):
