@@ -226,11 +226,15 @@ class Config:
         return build_queue_params(name, src.params)[0]
 
     def agent(self, name: str) -> AgentConfig | None:
-        low = name.lower()
-        for agent in self.agents:
-            if agent.name.lower() == low:
-                return agent
-        return None
+        """The first agent of that name, any case (an index: applying 20,000 XML agents asks
+        for each of them, which a scan made quadratic)."""
+        index = self.__dict__.get("_agent_index")
+        if index is None or index[0] is not self.agents or index[1] != len(self.agents):
+            by_name: dict[str, AgentConfig] = {}
+            for agent in self.agents:
+                by_name.setdefault(agent.name.lower(), agent)
+            index = self.__dict__["_agent_index"] = (self.agents, len(self.agents), by_name)
+        return index[2].get(name.lower())
 
     def reload(self) -> "Config":
         """Read the same files again (``queue load``, ``agent reload``, ``tier reload``)."""
