@@ -319,13 +319,34 @@ def stop_self_profile(proc) -> None:
         proc.kill()
 
 
+class GcClock:
+    """Time spent in the cyclic garbage collector (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        import gc
+
+        self.total = 0.0
+        self.collections = 0
+        self._t0 = 0.0
+        gc.callbacks.append(self._cb)
+
+    def _cb(self, phase, info) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.total += time.perf_counter() - self._t0
+            self.collections += 1
+
+
 async def main(args) -> None:
     raise_nofile()
+    gc_clock = GcClock()
     profile = AgentProfile("bench", talk_time=args.talk, ring_time=args.ring)
     timings = Timings.fast()
     timings.first_command_timeout = 600.0  # a stalled dispatcher must show as latency, not lost calls
     timings.playback_default = 3600.0
-    sim = Simulator(timings=timings, default_profile=profile, seed=1, max_lag=args.max_lag)
+    sim = Simulator(timings=timings, default_profile=profile, seed=1, max_lag=args.max_lag,
+                    timer_resolution=args.timer_resolution)
     probe = Probe(sim)
     agent_queue = {agent_name(q, k): queue_name(q) for q in range(args.queues) for k in range(args.agents_per_queue)}
     async with trio.open_nursery() as nursery:
@@ -344,6 +365,10 @@ async def main(args) -> None:
             result = await WORKLOADS[job["workload"]](sim, probe, job, args, agent_queue)
         finally:
             stop_self_profile(spy)
+        result["sim_events_built"] = sim.switch.stats["events_built"]
+        result["sim_event_counts"] = dict(sorted(sim.switch.event_counts.items()))
+        result["sim_gc_s"] = round(gc_clock.total, 3)
+        result["sim_gc_collections"] = gc_clock.collections
         result["sim_listeners_dropped"] = sim.stats["listeners_dropped"]
         result["sim_timer_errors"] = sim.switch.sched.errors
         result["job_s"] = round(time.perf_counter() - started, 2)
@@ -357,6 +382,8 @@ def parse_args(argv=None):
     p.add_argument("--agents-per-queue", type=int, default=100)
     p.add_argument("--talk", type=float, default=0.2, help="agent talk time, seconds (<0: until killed)")
     p.add_argument("--ring", type=float, default=0.0, help="agent ring time before answering, seconds")
+    p.add_argument("--timer-resolution", type=float, default=0.0005,
+                   help="seconds: simulator timers due this close together run in one turn")
     p.add_argument("--max-lag", type=int, default=500, help="events a listener may fall behind (FreeSWITCH: 500)")
     a = p.parse_args(argv)
     if a.talk < 0:

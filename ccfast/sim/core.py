@@ -39,7 +39,7 @@ class Simulator:
                  dial_to: tuple[str, int] | None = None, acl: list[str] | None = None,
                  users: dict[str, str] | None = None, max_lag: int = 500,
                  history: bool = False, park_delay: float | None = None,
-                 hostname: str = "sim", hub: bool = True):
+                 hostname: str = "sim", hub: bool = True, timer_resolution: float = 0.0):
         if isinstance(profiles, dict):
             profiles = ProfileTable(profiles, default_profile)
         elif profiles is None:
@@ -50,6 +50,8 @@ class Simulator:
         self.port: int | None = None
         self.switch = Switch(timings=timings, profiles=profiles, seed=seed, hostname=hostname,
                              history=history)
+        # > 0: timers due within this many seconds of each other run in one scheduler turn
+        self.switch.sched.resolution = timer_resolution
         self.dial_to = dial_to
         self.acl = acl
         self.users = dict(users or {})
@@ -73,14 +75,21 @@ class Simulator:
             sw.started = trio.current_time()
             sw.spawn = nursery.start_soon
             sw.dialer = self._dial
-            nursery.start_soon(sw.sched.run)
             if self._use_hub:
                 self.hub = SocketHub(self)
-                nursery.start_soon(self.hub.run)
+                sw.sched.io = self.hub
+            nursery.start_soon(self._run_sched)
             listeners = await trio.open_tcp_listeners(self.requested_port, host=self.host)
             self.port = listeners[0].socket.getsockname()[1]
             nursery.start_soon(trio.serve_listeners, self._handle_inbound, listeners)
             task_status.started(self.port)
+
+    async def _run_sched(self) -> None:
+        try:
+            await self.switch.sched.run()
+        finally:
+            if self.hub is not None:
+                self.hub.close()
 
     async def _handle_inbound(self, stream: trio.SocketStream) -> None:
         try:

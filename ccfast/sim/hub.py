@@ -3,11 +3,10 @@
 Each simulated caller opens one TCP connection to the dispatcher (FreeSWITCH's ``socket`` app).
 Served the usual trio way that is a task for the reader, one for the writer, a nursery, cancel
 scopes and a task switch for every write. :class:`SocketHub` keeps every caller socket in one
-``select.epoll`` set and serves them from one trio task that waits on the epoll descriptor: each
-wake-up completes connects, reads every ready socket and runs its commands synchronously
-(:meth:`EslConnection.dispatch`). What the switch queues for these sockets (replies, events,
-notices) is written once per batch: at the end of the hub's wake-up or of the scheduler's batch of
-timers (:meth:`Scheduler.call_soon`), one ``send`` per connection.
+``select.epoll`` set, served by the scheduler's task (``Scheduler.io``): each turn completes
+connects, reads every ready socket and runs its commands synchronously
+(:meth:`EslConnection.dispatch`), between the timers due. What the switch queues for these
+sockets (replies, events, notices) is written once per turn, one ``send`` per connection.
 
 Same bytes and same order per connection as the task-per-connection transport of
 :class:`~ccfast.sim.server.EslConnection` (which inbound connections, and callers when a test
@@ -142,9 +141,10 @@ class SocketHub:
         self.sim = sim
         self.ep = select.epoll()
         self.conns: dict[int, HubConnection] = {}
+        self.fd = self.ep.fileno()
+        self.sched = sim.switch.sched
         self.dirty: list[HubConnection] = []
         self._flush_asked = False
-        self._in_batch = False
 
     # -- connecting ----------------------------------------------------------------------------
     def dial(self, ch: "Channel", spec: "CallerSpec", target: tuple[str, int]) -> None:
@@ -193,16 +193,18 @@ class SocketHub:
     def mark(self, conn: HubConnection) -> None:
         """``conn`` has bytes to write (or is closing): written at the end of this batch."""
         self.dirty.append(conn)
-        if not self._in_batch and not self._flush_asked:
-            self._flush_asked = True
-            self.sim.switch.sched.call_soon(self.flush)
+        if not self.sched.in_batch and not self._flush_asked:
+            self._flush_asked = True    # a write from another task: the scheduler's next turn
+            self.sched.call_soon(self.flush)
 
     def flush(self) -> None:
         self._flush_asked = False
-        dirty = self.dirty
-        if not dirty:
-            return
-        self.dirty = []
+        while self.dirty:
+            dirty = self.dirty
+            self.dirty = []
+            self._flush(dirty)
+
+    def _flush(self, dirty: list) -> None:
         for conn in dirty:
             if conn.finished or conn.connecting:
                 continue
@@ -242,26 +244,19 @@ class SocketHub:
         conn._detach()
         conn._on_closed()
 
-    # -- the task ------------------------------------------------------------------------------
-    async def run(self) -> None:
-        ep = self.ep
-        try:
-            while True:
-                await trio.lowlevel.wait_readable(ep.fileno())
-                self._in_batch = True
-                try:
-                    for fd, ev in ep.poll(0, MAX_READY):
-                        conn = self.conns.get(fd)
-                        if conn is not None:
-                            self._ready(conn, ev)
-                finally:
-                    self._in_batch = False
-                self.flush()
-        finally:
-            for conn in list(self.conns.values()):
-                conn.sock.close()
-            self.conns.clear()
-            ep.close()
+    # -- driven by the scheduler's task (Scheduler.io) ----------------------------------------
+    def poll(self) -> None:
+        """Serve the sockets that are ready now (connects completed, bytes to read, writable)."""
+        for fd, ev in self.ep.poll(0, MAX_READY):
+            conn = self.conns.get(fd)
+            if conn is not None:
+                self._ready(conn, ev)
+
+    def close(self) -> None:
+        for conn in list(self.conns.values()):
+            conn.sock.close()
+        self.conns.clear()
+        self.ep.close()
 
     def _ready(self, conn: HubConnection, ev: int) -> None:
         if conn.connecting:

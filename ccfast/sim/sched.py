@@ -3,6 +3,13 @@
 ``call_later``/``call_at`` are synchronous and O(log n); cancelling is O(1) (lazy deletion).
 The runner sleeps in a cancel scope whose deadline is moved earlier when a sooner timer is added.
 Callbacks run in the runner task and must not block.
+
+The same task also serves an optional I/O source (``Scheduler.io``: the callers' socket hub):
+each turn runs the timers now due, then ``io.poll()`` (ready sockets), then the ``call_soon``
+callbacks, then ``io.flush()`` (one write per connection for all of it), and sleeps until the next
+timer or until ``io.fd`` is readable. ``resolution`` (seconds) rounds the wake-up up to a grid so
+timers due close together run in one turn (they still run in deadline order, each at most
+``resolution`` late): under load that saves a trio wake-up per timer.
 """
 
 from __future__ import annotations
@@ -37,7 +44,10 @@ class Timer:
 
 
 class Scheduler:
-    def __init__(self) -> None:
+    def __init__(self, resolution: float = 0.0) -> None:
+        self.resolution = resolution
+        self.io = None              # .fd, .poll(), .flush(): see the module docstring
+        self.in_batch = False       # a turn is running (writes wait for its end)
         self._heap: list[tuple[float, int, Timer]] = []
         self._seq = 0
         self._scope: trio.CancelScope | None = None
@@ -65,8 +75,14 @@ class Scheduler:
         heapq.heappush(heap, (when, self._seq, t))
         sc = self._scope
         if sc is not None and when < sc.deadline:
-            sc.deadline = when
+            sc.deadline = self._grid(when)
         return t
+
+    def _grid(self, when: float) -> float:
+        r = self.resolution
+        if r and when != math.inf and when != -math.inf:
+            return math.ceil(when / r) * r
+        return when
 
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Timer:
         return self.call_at(trio.current_time() + max(0.0, delay), fn, *args)
@@ -78,29 +94,44 @@ class Scheduler:
         heap = self._heap
         while True:
             now = trio.current_time()
-            while heap and heap[0][0] <= now:
-                _, _, t = heapq.heappop(heap)
-                if t.cancelled:
-                    self._cancelled -= 1
-                    continue
-                t.owner = None
-                try:
-                    t.fn(*t.args)
-                except Exception:  # a bug in one callback must not stop the whole simulator
-                    self.errors += 1
-                    log.exception("simulator timer callback failed")
-            soon = self._soon
-            while soon:
-                self._soon = []
-                for fn, args in soon:
+            self.in_batch = True
+            try:
+                while heap and heap[0][0] <= now:
+                    _, _, t = heapq.heappop(heap)
+                    if t.cancelled:
+                        self._cancelled -= 1
+                        continue
+                    t.owner = None
                     try:
-                        fn(*args)
-                    except Exception:
+                        t.fn(*t.args)
+                    except Exception:  # a bug in one callback must not stop the whole simulator
                         self.errors += 1
-                        log.exception("simulator callback failed")
+                        log.exception("simulator timer callback failed")
+                io = self.io
+                if io is not None:
+                    io.poll()
                 soon = self._soon
-            deadline = heap[0][0] if heap else math.inf
+                while soon:
+                    self._soon = []
+                    for fn, args in soon:
+                        try:
+                            fn(*args)
+                        except Exception:
+                            self.errors += 1
+                            log.exception("simulator callback failed")
+                    soon = self._soon
+            finally:
+                self.in_batch = False
+            if io is not None:
+                io.flush()
+            if self._soon:
+                deadline = -math.inf
+            else:
+                deadline = self._grid(heap[0][0]) if heap else math.inf
             with trio.CancelScope(deadline=deadline) as sc:
                 self._scope = sc
-                await trio.sleep_forever()
+                if io is not None:
+                    await trio.lowlevel.wait_readable(io.fd)
+                else:
+                    await trio.sleep_forever()
             self._scope = None
