@@ -120,6 +120,11 @@ class ControlServer:
         self.dropped_subscribers = 0
 
     # -- events ------------------------------------------------------------------------------
+    @property
+    def subscribed(self) -> bool:
+        """Somebody listens for events (``publish`` is a no-op otherwise)."""
+        return bool(self._subscribers)
+
     def publish(self, action: str, headers: list[tuple[str, str]]) -> None:
         if not self._subscribers:
             return

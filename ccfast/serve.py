@@ -281,6 +281,7 @@ async def _serve(cfg, core, clock: Clock, writer, task_status, *, config_source=
             control = control_class(state, settings.control_password, now=clock.now,
                                     after_command=after_command, stats=stats)
             service.event_listeners.append(control.publish)
+            service.listeners_wanted = lambda: control.subscribed
             control_port = await nursery.start(control.serve, settings.control_listen.host, settings.control_listen.port)
 
         metrics_port = None

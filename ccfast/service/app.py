@@ -55,6 +55,8 @@ class Service:
         self.offers: dict[int, OfferTask] = {}
         self._departed: dict[str, MemberSession] = {}  # answered members whose call is still up
         self.event_listeners: list[Callable[[str, list[tuple[str, str]]], None]] = []
+        # None: the listeners always want events; else asked per event (no rendering for nobody)
+        self.listeners_wanted: Callable[[], bool] | None = None
         self.journal_sink: Callable[[list], None] | None = None
         self.events_sink: Callable[[list, float], None] | None = None  # metrics.observe_events
         self.stats = {"offers_started": 0, "members_joined": 0, "members_left": 0, "events_fired": 0}
@@ -314,6 +316,8 @@ class Service:
         member_channel = member.data if member is not None else None
         self.stats["events_fired"] += 1
         listeners = self.event_listeners
+        if listeners and self.listeners_wanted is not None and not self.listeners_wanted():
+            listeners = ()
         rendered = render(action, headers, member_channel, None) if listeners else None
         encoded = None
         for box in self.boxes.values():
