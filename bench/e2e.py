@@ -339,7 +339,7 @@ def single_step(a) -> int:
                             profile_to=prof)
         else:
             raise SystemExit(f"unknown step kind {kind!r}: steady, burst or deep")
-        keep = {k: v for k, v in step.items() if not isinstance(v, (list, dict)) or k == "ccfast_stats"}
+        keep = {k: v for k, v in step.items() if not isinstance(v, (list, dict)) or k in ("ccfast_stats", "ccfast_log_head")}
         print(json.dumps(keep))
         if prof is not None:
             for row in top_functions(prof, 30)[:60]:

@@ -37,6 +37,8 @@ async def main(args) -> None:
     if os.environ.get("CCFAST_STORE_BATCH_MS"):  # A/B of the write-behind window
         cfg.ccfast.store_batch_ms = int(os.environ["CCFAST_STORE_BATCH_MS"])
     async with trio.open_nursery() as nursery:
+        if os.environ.get("CCFAST_LAG"):  # diagnose stalls: trio loop lag over 20 ms, with gc activity
+            nursery.start_soon(_lag_monitor)
         running = await nursery.start(serve.run, cfg)
         print(json.dumps({"outbound_port": running.outbound_port, "control_port": running.control_port,
                           "pid": os.getpid()}), flush=True)
@@ -57,6 +59,26 @@ async def main(args) -> None:
             stats["box_writes"] = client.writes + (link.writes if link else 0)
         print(json.dumps({"stats": stats}), flush=True)
         nursery.cancel_scope.cancel()
+
+
+async def _lag_monitor() -> None:
+    import gc
+    import time
+
+    def on_gc(phase, info):
+        if phase == "start":
+            on_gc.t0 = time.perf_counter()
+        elif time.perf_counter() - on_gc.t0 > 0.01:
+            print(f"gc gen{info['generation']} {1000 * (time.perf_counter() - on_gc.t0):.1f} ms "
+                  f"collected {info['collected']}", file=sys.stderr, flush=True)
+    on_gc.t0 = 0.0
+    gc.callbacks.append(on_gc)
+    while True:
+        t0 = time.perf_counter()
+        await trio.sleep(0.005)
+        lag = time.perf_counter() - t0 - 0.005
+        if lag > 0.02:
+            print(f"lag {1000 * lag:.1f} ms", file=sys.stderr, flush=True)
 
 
 def parse_args(argv=None):
