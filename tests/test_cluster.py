@@ -352,3 +352,23 @@ async def test_cluster_node_tracks_remote_claims_and_fails_over(pg_dsn):
             assert await b.owner_of(QUEUES[0]) == ("node-b", "10.0.0.2:8040")
             assert await b.claims.claim("1001@default")  # a's claim was reaped at failover
             nursery.cancel_scope.cancel()
+
+
+async def test_concurrent_snapshots_of_two_nodes_leave_one_row_per_agent(pg_dsn):
+    """agents/tiers have no primary key: DELETE + INSERT of the same row by two nodes at once must
+    not leave it twice (both nodes write their start-up snapshot together)."""
+    async with cluster_db(pg_dsn) as (admin, _):
+        await admin.execute("TRUNCATE agents, tiers")
+        stores = [PostgresStore(pg_dsn), PostgresStore(pg_dsn)]
+        fenced = [FencedStore(s, f"node-{i}", lambda: {}) for i, s in enumerate(stores)]
+        agents = [{"name": f"a{i}", "instance_id": S.SINGLE_BOX, "status": S.STATUS_AVAILABLE, "state": S.STATE_WAITING}
+                  for i in range(300)]
+        tiers = [{"queue": "q@x", "agent": f"a{i}", "state": S.TIER_READY, "level": 1, "position": 1} for i in range(300)]
+        for _ in range(4):
+            async with trio.open_nursery() as nursery:
+                for f in fenced:
+                    nursery.start_soon(f.write_snapshot, {"agents": agents, "tiers": tiers, "members": []})
+        assert await admin.fetch("SELECT count(*), count(DISTINCT name) FROM agents") == [(300, 300)]
+        assert await admin.fetch("SELECT count(*) FROM tiers") == [(300,)]
+        for s in stores:
+            await s.close()

@@ -191,6 +191,8 @@ async def cluster(pg_dsn, *, talk_time=0.3, ring_time=0.05):
             a, b = nodes["node-a"], nodes["node-b"]
             sim.dial_to = a.address
             await wait_for(lambda: len(a.glue.ready) == 2 and len(b.glue.ready) == 2, 5 + 4 * INTERVAL)
+            # both start-up snapshots wrote agents/tiers: still one row each (fence.py's row lock)
+            assert await admin_fetch(pg_dsn, "SELECT count(*), count(DISTINCT name) FROM agents") == [(N_AGENTS, N_AGENTS)]
             try:
                 yield sim, a, b
             finally:
@@ -379,3 +381,35 @@ def test_cluster_settings_need_postgresql_and_sane_timing():
         configmod.load_config("c.xml", text=base.format(db=pg, extra="").replace('value="true"', 'value="maybe"'))
     with pytest.raises(configmod.ConfigError, match="not an address other nodes can reach"):
         configmod.load_config("c.xml", text=base.format(db=pg, extra='<param name="outbound-listen" value="0.0.0.0:8040"/>'))
+
+
+async def test_a_dead_nodes_claims_are_reaped_and_its_agents_offered_again(pg_dsn):
+    async with cluster(pg_dsn, talk_time=None) as (sim, a, b):
+        queue_a, queue_b = sorted(a.glue.ready)[0], sorted(b.glue.ready)[0]
+        assert queue_a != queue_b, (a.glue.ready, b.glue.ready)
+        for n in range(1, N_AGENTS):
+            assert await b.cc(f"agent set status a{n} '{S.STATUS_LOGGED_OUT}'") == "+OK\n"
+        await wait_for(lambda: sum(r["status"] == S.STATUS_AVAILABLE for r in a.running.service.core.rows("agents")) == 1)
+        sim.dial_to = b.address
+        first = sim.spawn_caller(CallerSpec(queue=queue_b))
+        await wait_for(lambda: first.bridged_at is not None, 5)
+        core_a = a.running.service.core
+        await wait_for(lambda: core_a.agent_held("a0"), 2)  # b's claim, heard through the feed
+        await trio.sleep(0.2)  # b's writer batch
+        assert await admin_fetch(pg_dsn, "SELECT state FROM agents WHERE name = 'a0'") == [(S.STATE_IN_A_QUEUE_CALL,)]
+        b.glue.crash()
+        b.scope.cancel()
+        await wait_for(lambda: not core_a.agent_held("a0"), 3)
+        await wait_for(lambda: a.glue.node.ownership.stats["reaped_claims"] == 1, 3)
+        assert await admin_fetch(pg_dsn, "SELECT count(*) FROM ccfast_agent_claim") == [(0,)]
+        # the row a dead node left "In a queue call" is Waiting again (§1.5-style, by the reaper)
+        with trio.fail_after(3):
+            while await admin_fetch(pg_dsn, "SELECT state FROM agents WHERE name = 'a0'") != [(S.STATE_WAITING,)]:
+                await trio.sleep(0.05)
+        # and a offers a0 again
+        sim.dial_to = a.address
+        second = sim.spawn_caller(CallerSpec(queue=queue_a))
+        try:
+            await wait_for(lambda: second.bridged_at is not None, 5)
+        except trio.TooSlowError:
+            raise AssertionError([r for r in core_a.rows("agents") if r["name"] == "a0"] + [r for r in core_a.rows("members")] + [core_a.held_agents(), second.outcome, len(sim.switch.legs)])

@@ -27,6 +27,7 @@ from typing import Any
 from .. import strings as S
 from ..store.base import PUT, UPDATE, Change, batch_statements, row_values
 from ..store.schema import AGENTS, COLUMN_NAMES, INT_COLUMNS, KEY_COLUMNS, MEMBERS, TIERS, quote
+from .keys import NS_ROWS
 from .pg import OWNER_TABLE
 
 _GUARD = (f"EXISTS (SELECT 1 FROM {OWNER_TABLE} o JOIN unnest(${{a}}::text[], ${{b}}::bigint[]) AS f(q, g) "
@@ -66,10 +67,14 @@ class FencedStore:
         owned = dict(self.generations())
         qs, gs = list(owned), [owned[q] for q in owned]
         fence = (qs, gs, self.node)
-        out: list[tuple[str, list[tuple]]] = [(
-            f"SELECT 1 FROM {OWNER_TABLE} WHERE node = $1 AND queue = ANY($2::text[]) FOR SHARE",
-            [(self.node, qs)])]
+        out: list[tuple[str, list[tuple]]] = []
         plain = [c for c in changes if c.table != MEMBERS]
+        if any(c.kind == PUT for c in plain):
+            # agents/tiers have no primary key: two nodes writing the same row as DELETE + INSERT
+            # at once (start-up snapshots, `agent add` on two nodes) would leave it twice
+            out.append(("SELECT pg_advisory_xact_lock($1::int4, $2::int4)", [(NS_ROWS, 0)]))
+        out.append((f"SELECT 1 FROM {OWNER_TABLE} WHERE node = $1 AND queue = ANY($2::text[]) FOR SHARE",
+                    [(self.node, qs)]))
         out.extend(batch_statements(plain, True, replay))
         if replace_queues:
             mine = [q for q in replace_queues if q in owned]

@@ -79,8 +79,7 @@ class ClusterGlue:
             nid, address=f"{address.host}:{address.port}" if address is not None else "",
             interval=settings.cluster_interval, stale_after=settings.cluster_stale_after,
             on_gained=self._on_gained, on_lost=self._on_lost, on_message=self._on_message,
-            **{**target.connect_kwargs, **node_kwargs})
-        self.node.ownership.on_reaped = self._on_reaped
+            on_reaped=self._on_reaped, **{**target.connect_kwargs, **node_kwargs})
         self.store = FencedStore(store, nid, self._generations)
         self.core = None
         self.service = None
@@ -89,6 +88,7 @@ class ClusterGlue:
         self._changed = trio.Event()  # ownership moved (redirect waits on it)
         self._claimed: dict[str, int] = {}  # agent -> offer id of this node's live claim
         self._cols: dict[str, dict] = {}  # agent -> columns changed while claimed (for the release)
+        self._precl: dict[str, dict] = {}  # agent -> columns the dispatch pass changed before the claim
         self._api_depth = 0
         self._api_rows: list = []
         self._owner_cache: dict[str, tuple[str, float]] = {}
@@ -241,7 +241,8 @@ class ClusterGlue:
             self.stats["claims_refused"] += 1
             return False
         self._claimed[agent] = offer.offer_id
-        self._cols.pop(agent, None)
+        # the pass that made this offer journaled state/last_offered_call before the claim
+        self._cols[agent] = self._precl.pop(agent, {})
         return True
 
     def offer_finished(self, offer) -> None:
@@ -263,7 +264,7 @@ class ClusterGlue:
         kept for the release; agent/tier changes of a ``callcenter_config`` command are published."""
 
         def journal(entries) -> None:
-            claimed, cols = self._claimed, self._cols
+            claimed, cols, precl = self._claimed, self._cols, self._precl
             for entry in entries:
                 table = entry[0]
                 if table == AGENTS:
@@ -271,6 +272,11 @@ class ClusterGlue:
                     if name in claimed and entry[1] == "update":
                         cols.setdefault(name, {}).update(entry[3])
                         continue
+                    if not self._api_depth:
+                        if entry[1] == "update":
+                            precl.setdefault(name, {}).update(entry[3])
+                        continue
+                    precl.pop(name, None)
                 elif table != TIERS:
                     continue
                 if self._api_depth:
@@ -372,21 +378,36 @@ class ClusterGlue:
         service.changed()
 
     def _on_reaped(self, reaped: list[tuple[str, str]]) -> None:
-        """This node's tick deleted a dead node's claims: its agents return to Waiting (journaled
-        here once; the other nodes get the release messages and do the same unjournaled)."""
+        """This node's tick deleted a dead node's claims: their agents are free again. Their rows
+        still show the dead node's offer (Receiving / In a queue call): set Waiting in the database
+        once, here (the other nodes get the release messages and fix their cores unjournaled)."""
         core = self.core
         if core is None:
             return
-        now = self.clock.now()
-        for agent, _dead in reaped:
+        names = [agent for agent, _dead in reaped]
+        for agent in names:
             core.agent_hold(agent, False)
-            try:
-                if core.agent_get("state", agent) in TRANSIENT_AGENT_STATES and core.agent_offer(agent) is None:
-                    core.agent_set("state", agent, S.STATE_WAITING, now)
-            except Exception as exc:  # the agent was deleted meanwhile
-                log.debug("cluster: reaped agent %s: %r", agent, exc)
+            self._precl.pop(agent, None)
+            self._free(agent)
+        self._spawn(self._reset_rows, names)
         if self.service is not None:
             self.service.changed()
+
+    def _free(self, agent: str) -> None:
+        core = self.core
+        try:
+            if core.agent_offer(agent) is None and core.agent_get("state", agent) in TRANSIENT_AGENT_STATES:
+                core.agent_apply(agent, {"state": S.STATE_WAITING})
+        except Exception as exc:  # the agent was deleted meanwhile
+            log.debug("cluster: freeing agent %s: %r", agent, exc)
+
+    async def _reset_rows(self, names: list[str]) -> None:
+        try:
+            await self.raw_store.execute([(
+                f"UPDATE {quote(AGENTS)} SET {quote('state')} = $1 WHERE {quote('name')} = ANY($2::text[]) "
+                f"AND {quote('state')} = ANY($3::text[])", [(S.STATE_WAITING, names, list(TRANSIENT_AGENT_STATES))])])
+        except Exception as exc:
+            log.warning("cluster: rows of %d agent(s) freed from a dead node not reset: %r", len(names), exc)
 
     # -- the feed ---------------------------------------------------------------------------------------
     def _on_message(self, msg: FeedMessage) -> None:
@@ -399,17 +420,18 @@ class ClusterGlue:
                 core.agent_hold(data["agent"], True)
             elif kind == "release":
                 agent = data["agent"]
+                self._precl.pop(agent, None)
                 if data.get("cols"):
                     core.agent_apply(agent, data["cols"])
-                if data.get("reaped") and core.agent_offer(agent) is None:
-                    core.agent_apply(agent, {"state": S.STATE_WAITING})
+                if data.get("reaped"):
+                    self._free(agent)
                 if self.node.held_elsewhere(agent) is None:
                     core.agent_hold(agent, False)
             elif kind == ROWS:
                 for table, op, key, cols in data.get("rows") or ():
                     self._apply_row(table, op, key, cols)
             elif kind == RESYNC:
-                self._spawn(self._resync)
+                self._spawn(self._resync, data.get("reason") != "connected")
                 return
             else:
                 return
@@ -423,6 +445,7 @@ class ClusterGlue:
         self.stats["rows_applied"] += 1
         if table == AGENTS:
             name = key[0]
+            self._precl.pop(name, None)
             if op == "delete":
                 core.agent_apply(name, None)
                 return
@@ -440,9 +463,11 @@ class ClusterGlue:
             else:
                 core.tier_apply(queue, agent, {k: v for k, v in cols.items() if k not in ("queue", "agent")})
 
-    async def _resync(self) -> None:
-        """After the feed (re)connected: claims → holds, agents/tiers from the database, and this
-        node's live offers claimed again (a database restart or a reap may have dropped them)."""
+    async def _resync(self, reread: bool = True) -> None:
+        """After the feed (re)connected: claims → holds, agents/tiers from the database (not at the
+        first connect: load_state has just read them), and this node's live offers claimed again (a
+        database restart or a reap may have dropped them). This node's own changes are flushed
+        first, so the rows read back are not older than its core."""
         core = self.core
         remote = dict(self.node.remote_claims)
         for name in core.held_agents():
@@ -450,11 +475,14 @@ class ClusterGlue:
                 core.agent_hold(name, False)
         for name in remote:
             core.agent_hold(name, True)
-        try:
-            rows = await self.raw_store.load_rows()
-        except Exception as exc:
-            log.warning("cluster: resync could not read agents/tiers: %r", exc)
-            rows = {}
+        rows: dict = {}
+        if reread:
+            try:
+                if self.writer is not None:
+                    await self.writer.flush()
+                rows = await self.raw_store.load_rows()
+            except Exception as exc:
+                log.warning("cluster: resync could not read agents/tiers: %r", exc)
         busy = set(self._claimed)
         for a in rows.get(AGENTS) or []:
             if a["name"] in busy or core.agent_offer(a["name"]) is not None:

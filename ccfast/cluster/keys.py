@@ -18,6 +18,7 @@ from .. import strings as S
 
 NS_QUEUE = 0x63637131  # "ccq1": one lock per queue, held by its owner's lock connection
 NS_NODE = 0x63636E31  # "ccn1": one lock per live node id, held by that node's lock connection
+NS_ROWS = 0x63637231  # "ccr1": transaction lock serialising agents/tiers DELETE+INSERT writes (fence.py)
 
 MAX_NAME = 255  # VARCHAR(255) columns
 

@@ -36,6 +36,7 @@ class ClusterNode:
                  on_gained: Callable[[str, int], None] | None = None,
                  on_lost: Callable[[str, int, str], None] | None = None,
                  on_message: Callable[[FeedMessage], None] | None = None,
+                 on_reaped: Callable[[list[tuple[str, str]]], None] | None = None,
                  claims_synchronous_commit: bool = False,
                  **connect_kwargs: Any) -> None:
         self.node = make_node_id(node)
@@ -53,6 +54,8 @@ class ClusterNode:
         self.claims = AgentClaims(self.claim_session, self.node)
         self.feed = ChangeFeed(self.node, self.listen, self.claim_session)
         self.on_message = on_message
+        self.on_reaped = on_reaped
+        self.ownership.on_reaped = self._reaped
         self.remote_claims: dict[str, str] = {}
         self._scope: trio.CancelScope | None = None
 
@@ -87,6 +90,14 @@ class ClusterNode:
         """queue → (node, generation) for every queue with an owner row (listings, ``ccfast ctl``)."""
         return {q: (n, g) for q, n, g in await self.claim_session.fetch(
             f"SELECT queue, node, generation FROM {OWNER_TABLE}")}
+
+    def _reaped(self, reaped: list[tuple[str, str]]) -> None:
+        """This node's tick deleted dead nodes' claims (it does not hear its own release notices)."""
+        for agent, node in reaped:
+            if self.remote_claims.get(agent) == node:
+                del self.remote_claims[agent]
+        if self.on_reaped is not None:
+            self.on_reaped(reaped)
 
     # -- running ---------------------------------------------------------------------------------
     async def _consume(self) -> None:
