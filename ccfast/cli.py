@@ -47,6 +47,9 @@ def _run_serve(args: argparse.Namespace) -> int:
         return trio.run(serve_until_signal, cfg)
     except BaseException as raw:  # noqa: BLE001 - known start-up failures get one clear line
         exc = leaf_error(raw)
+        if isinstance(exc, configmod.ConfigError):  # config-source = database: rows that cannot work
+            print(f"ccfast serve: configuration error: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
         if isinstance(exc, AuthenticationFailed):
             print(f"ccfast serve: a FreeSWITCH box refused the connection: {exc} "
                   f"(check the box password in ccfast's <boxes>)", file=sys.stderr)

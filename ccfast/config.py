@@ -619,12 +619,23 @@ def _db_text(value) -> str | None:
     return str(value)
 
 
+def _settings_params(settings: Settings) -> dict[str, str]:
+    """``Settings`` back to ``<settings>`` params (name -> text), unset values left out."""
+    out: dict[str, str] = {}
+    for field in dataclasses.fields(Settings):
+        name, value = field.name.replace("_", "-"), getattr(settings, field.name)
+        if value is not None and name in SETTINGS_PARAMS:
+            out[name] = _db_text(value)
+    return out
+
+
 def _by_id(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda row: (row.get("id") is None, row.get("id") or 0))
 
 
 def config_from_db_rows(queues: list[dict], agents: list[dict], tiers: list[dict], settings: list[dict],
-                        ccfast: CcfastSettings, *, source: str = "database", db_dir: str | None = None) -> Config:
+                        ccfast: CcfastSettings, *, source: str = "database", db_dir: str | None = None,
+                        base_settings: Settings | None = None) -> Config:
     """Build a Config from ``cc_queues``/``cc_agents``/``cc_tiers``/``cc_settings`` rows.
 
     Rows are dicts keyed by column name (``asyncpg.Record`` converted with ``dict``). Column
@@ -633,13 +644,16 @@ def config_from_db_rows(queues: list[dict], agents: list[dict], tiers: list[dict
     ``max-wait-time-with-no-agent-time-reached``, ``tier_rule_wait_ml`` →
     ``tier-rule-wait-multiply-level``. NULL means "not set" (the default applies). Values such as
     ``$${hold_music}`` are kept verbatim. Rows are taken in ``id`` order.
+
+    ``base_settings`` (the XML file's ``<settings>``) are the starting point: a setting that the
+    rows set (non-NULL) wins over it.
     """
     warnings: list[ConfigWarning] = []
     settings_obj = Settings()
     where: dict[str, Node] = {}
     first_settings = _by_id(settings)[:1]
     first_agent = _by_id(agents)[:1]
-    merged: dict[str, str] = {}
+    merged: dict[str, str] = _settings_params(base_settings) if base_settings is not None else {}
     for row in first_agent:
         for column in DB_AGENT_SETTINGS:
             if row.get(column) is not None:
