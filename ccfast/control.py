@@ -2,8 +2,8 @@
 
 It speaks the part of FreeSWITCH's inbound ESL that call-center tools use, so ``fs_cli -H <host>
 -P <port> -p <password> -x "callcenter_config queue list"`` and ESL libraries work unchanged:
-``auth``, ``api``/``bgapi`` of ``callcenter_config``, ``callcenter_break``, ``json`` (the JSON API)
-and ``ccfast_stats``, ``event plain|json … CUSTOM callcenter::info`` subscriptions with ``filter``,
+``auth``, ``api``/``bgapi`` of ``callcenter_config``, ``callcenter_break``, ``json`` (the JSON API),
+``ccfast_stats`` and (several nodes) ``ccfast_cluster``, ``event plain|json … CUSTOM callcenter::info`` subscriptions with ``filter``,
 ``nixevent``, ``noevents`` and ``exit``. Replies and error strings are FreeSWITCH's.
 
 A subscriber that falls ``MAX_BACKLOG`` events behind is disconnected, as FreeSWITCH does with a
@@ -185,6 +185,9 @@ class ControlServer:
                 out = apimod.callcenter_break(self.state, args)
             elif name == "json":
                 out = self._json_api(args)
+            elif name == "ccfast_cluster" and self.state.cluster is not None:
+                # this node's view of the cluster: owned queues, live nodes, claims, counters (JSON)
+                out = json.dumps(self.state.cluster.describe(), sort_keys=True) + "\n"
             elif name == "ccfast_stats" and self.stats is not None:
                 words = args.split()
                 out = self.stats(next((w for w in words if not w.startswith("--")), None), "--json" in words)

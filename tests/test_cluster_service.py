@@ -11,6 +11,7 @@ that brings a caller whose node went away to another node.
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid as uuidlib
 
 import pytest
@@ -248,6 +249,14 @@ async def test_queues_split_callers_redirected_to_the_owner_and_no_agent_offered
         for node in (a, b):
             for row in node.running.service.core.rows("agents"):
                 assert row["state"] not in (S.STATE_RECEIVING, S.STATE_RESERVED), (node.name, row)
+        # each release carried the agent's offer bookkeeping to the other node: both cores agree
+        # on every agent's counters, and together they count every call once
+        def book(node):
+            return {r["name"]: (r["calls_answered"], r["last_bridge_end"], r["talk_time"])
+                    for r in node.running.service.core.rows("agents")}
+
+        await wait_for(lambda: book(a) == book(b), 3)
+        assert sum(v[0] for v in book(a).values()) == 40
 
 
 async def test_failover_readopts_the_dead_nodes_callers_at_their_place(pg_dsn):
@@ -317,6 +326,9 @@ async def test_listings_answer_for_the_whole_cluster(pg_dsn):
             line = next(l for l in (await node.cc("agent list")).splitlines() if l.startswith("a0|"))
             assert S.STATE_IN_A_QUEUE_CALL in line, (node.name, line)
         assert all(w.outcome == "active" for w in waiting)
+        view = json.loads(await a.control.api("ccfast_cluster", ""))
+        assert view["node"] == "node-a" and sorted(view["ready"]) == sorted(a.glue.ready)
+        assert sorted(view["live_nodes"]) == ["node-a", "node-b"] and view["remote_claims"] == {"a0": "node-b"}
 
 
 async def waiting_callers(sim, owner: Node, other: Node, queue: str, n: int) -> list:
