@@ -280,8 +280,7 @@ async def _serve(cfg, core, clock: Clock, writer, task_status, *, config_source=
             control_class = ControlServer if config_source is None else functools.partial(ReloadingControl, source=config_source)
             control = control_class(state, settings.control_password, now=clock.now,
                                     after_command=after_command, stats=stats)
-            service.event_listeners.append(control.publish)
-            service.listeners_wanted = lambda: control.subscribed
+            service.optional_listeners.append((control.publish, lambda: control.subscribed))
             control_port = await nursery.start(control.serve, settings.control_listen.host, settings.control_listen.port)
 
         metrics_port = None

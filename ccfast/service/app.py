@@ -55,8 +55,9 @@ class Service:
         self.offers: dict[int, OfferTask] = {}
         self._departed: dict[str, MemberSession] = {}  # answered members whose call is still up
         self.event_listeners: list[Callable[[str, list[tuple[str, str]]], None]] = []
-        # None: the listeners always want events; else asked per event (no rendering for nobody)
-        self.listeners_wanted: Callable[[], bool] | None = None
+        # listeners that want events only while wanted() is true (the control port's subscribers):
+        # no header list is rendered for nobody
+        self.optional_listeners: list[tuple[Callable[[str, list[tuple[str, str]]], None], Callable[[], bool]]] = []
         self.journal_sink: Callable[[list], None] | None = None
         self.events_sink: Callable[[list, float], None] | None = None  # metrics.observe_events
         self.stats = {"offers_started": 0, "members_joined": 0, "members_left": 0, "events_fired": 0}
@@ -316,8 +317,8 @@ class Service:
         member_channel = member.data if member is not None else None
         self.stats["events_fired"] += 1
         listeners = self.event_listeners
-        if listeners and self.listeners_wanted is not None and not self.listeners_wanted():
-            listeners = ()
+        if self.optional_listeners:
+            listeners = listeners + [fn for fn, wanted in self.optional_listeners if wanted()]
         rendered = render(action, headers, member_channel, None) if listeners else None
         encoded = None
         for box in self.boxes.values():
