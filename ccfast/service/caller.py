@@ -37,7 +37,13 @@ DECLINE_CONFIRM = 2.0  # seconds to wait for the channel to run our `log` before
 
 # §3.2 in one write: FreeSWITCH runs them in order; the join waits for answer's +OK
 _CONNECT = C.Connect()
-_JOIN = (C.Resume(), C.Linger(None), C.MyEvents(None, None), C.SendMsg.execute(None, "answer", None, event_lock=True))
+_JOIN = (C.Resume(), C.Linger(None), C.MyEvents(None, None))
+_ANSWER = C.SendMsg.execute(None, "answer", None, event_lock=True)
+# Only the member events the session acts on (filters are OR-ed, integration notes §7.4): the
+# others (CHANNEL_EXECUTE, _STATE, _PARK, _ANSWER, _UNBRIDGE, ...) are ~5 KB each to render, send,
+# decode and fold for nothing. Their replies are not checked: without them the session still works.
+_FILTERS = tuple(C.Filter("Event-Name", name) for name in (
+    "CHANNEL_HANGUP", "DTMF", "CHANNEL_BRIDGE", "CHANNEL_EXECUTE_COMPLETE"))
 _GONE_EVENTS = frozenset({"CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE"})
 
 CONNECTING, JOINING, WAITING, EXITING, DONE = range(5)
@@ -141,10 +147,13 @@ class MemberSession:
             return
         self._params = params
         self.phase = JOINING
-        self._join_left = len(_JOIN)
+        self._join_left = len(_JOIN) + 1
         post, on_reply = self.conn.post, self._join_reply
         for command in _JOIN:
             post(command, on_reply)
+        for command in _FILTERS:
+            post(command)
+        post(_ANSWER, on_reply)
 
     def _join_reply(self, reply: Any) -> None:
         if isinstance(reply, BaseException):
