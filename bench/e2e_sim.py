@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import gc
 import json
 import math
 import os
@@ -355,6 +356,11 @@ async def main(args) -> None:
         line = await trio.to_thread.run_sync(sys.stdin.readline)
         job = json.loads(line)
         sim.dial_to = ("127.0.0.1", job["outbound_port"])
+        # the set-up's objects (agents, queues) are never garbage: keep the collector off them, and
+        # collect less often (this process makes many short-lived objects, few cycles)
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 50)
         # ccfast's inbound link is up before the job is sent; give it its subscriptions
         with trio.move_on_after(10):
             while not sim.inbound_connections():

@@ -101,6 +101,7 @@ class Channel:
         self._state_block: tuple[tuple, Block] | None = None
         self._vlines: dict[str, bytes] = {}     # var name -> its rendered "variable_<name>: v\n"
         self._heads: dict[str, bytes] = {}      # profile prefix -> rendered constant profile lines
+        self._last_plain: dict[str, tuple] = {}  # profile prefix -> (what it depends on, bytes)
 
     # -- mutation ---------------------------------------------------------------------------
     def set_var(self, name: str, value: str | None) -> None:
@@ -159,6 +160,16 @@ class Channel:
 
     def _profile_plain(self, prefix: str, other: bool = False) -> bytes:
         """The bytes of ``Block(self._profile_items(prefix, other)).plain()``, from cached parts."""
+        key = (prefix, other, self.answered_us, self.progress_us, self.progress_media_us, self.hangup_us,
+               self.bridged_us, self.transfer_source)
+        last = self._last_plain.get(prefix)
+        if last is not None and last[0] == key:
+            return last[1]
+        out = self._render_profile(prefix, other)
+        self._last_plain[prefix] = (key, out)
+        return out
+
+    def _render_profile(self, prefix: str, other: bool) -> bytes:
         head = self._heads.get(prefix)
         if head is None:
             p = self.profile

@@ -223,16 +223,16 @@ class SimEvent:
     def plain_frame(self) -> bytes:
         f = self._plain
         if f is None:
-            parts = [b.plain() for b in self.blocks]
+            parts = [b""]
+            parts += [b.plain() for b in self.blocks]
             if self.body is not None:
                 body = self.body.encode("utf-8")
                 parts.append(b"Content-Length: %d\n\n" % len(body))
                 parts.append(body)
             else:
                 parts.append(b"\n")
-            inner = b"".join(parts)
-            f = self._plain = (b"Content-Length: %d\nContent-Type: text/event-plain\n\n"
-                               % len(inner)) + inner
+            parts[0] = b"Content-Length: %d\nContent-Type: text/event-plain\n\n" % sum(map(len, parts))
+            f = self._plain = b"".join(parts)
         return f
 
     def json_frame(self) -> bytes:

@@ -45,22 +45,28 @@ _SOFT = (BlockingIOError, InterruptedError)
 class HubConnection(EslConnection):
     """A caller's outbound socket served by the :class:`SocketHub` (no task of its own)."""
 
-    def __init__(self, sim: "Simulator", hub: "SocketHub", sock: socket.socket, *, channel: "Channel",
-                 spec: "CallerSpec", target: tuple[str, int]):
-        mode, _, _ = spec.socket_arg.partition(" ")
-        super().__init__(sim, None, channel=channel, socket_mode="async" if mode == "async" else "static",
-                         control="full" if "full" in spec.socket_arg else "single-channel",
-                         peer=f"socket:{channel.uuid}")
+    def __init__(self, sim: "Simulator", hub: "SocketHub", sock: socket.socket, *,
+                 channel: "Channel | None" = None, spec: "CallerSpec | None" = None,
+                 target: tuple[str, int] | None = None, peer: str = ""):
+        if channel is not None:     # a caller's outbound socket (we connect)
+            mode, _, _ = spec.socket_arg.partition(" ")
+            super().__init__(sim, None, channel=channel, socket_mode="async" if mode == "async" else "static",
+                             control="full" if "full" in spec.socket_arg else "single-channel",
+                             peer=f"socket:{channel.uuid}")
+        else:                       # an inbound ESL client (it connected to us)
+            super().__init__(sim, None, peer=peer)
         self.hub = hub
         self.sock = sock
         self.fd = sock.fileno()
         self.spec = spec
         self.target = target
-        self.connecting = True
+        self.connecting = channel is not None
         self.out: list[bytes] = []
         self.blocked = False          # the kernel took part of our bytes: waiting for EPOLLOUT
         self.finished = False
         self.first_timer = None
+        self._delayed = False         # faults.reply_delay: the next command waited its delay
+        self._waiting = False         # a reply-delay or stall timer is pending
 
     # -- output (replaces the writer task) -------------------------------------------------
     def push(self, data: bytes, event: bool = False) -> None:
@@ -107,17 +113,38 @@ class HubConnection(EslConnection):
 
     # -- input -------------------------------------------------------------------------------
     def process(self) -> None:
-        """Run the commands buffered so far (stops while a blocking api runs)."""
+        """Run the commands buffered so far (stops while a blocking api runs, and honours the
+        test faults: a reply delay before each command, stalled reading)."""
+        if self._waiting or self.finished:
+            return
         proto = self.proto
+        faults = self.faults
         try:
             while not self.closed and self._api_wait is None:
+                if not faults.stall.is_set():
+                    self._wait(0.01)
+                    return
+                if faults.reply_delay and not self._delayed:
+                    if proto.buffered_command():
+                        self._delayed = True
+                        self._wait(faults.reply_delay)
+                    return
                 cmd = proto.next_command()
                 if cmd is None:
                     return
+                self._delayed = False
                 self.dispatch(cmd)
         except esl.ProtocolError as exc:
             log.info("closing %s: %s", self.peer, exc)
             self.close()
+
+    def _wait(self, delay: float) -> None:
+        self._waiting = True
+        self.sw.later(delay, self._waited)
+
+    def _waited(self) -> None:
+        self._waiting = False
+        self.process()
 
     def _do_connect(self) -> None:
         super()._do_connect()
@@ -145,6 +172,16 @@ class SocketHub:
         self.sched = sim.switch.sched
         self.dirty: list[HubConnection] = []
         self._flush_asked = False
+
+    # -- inbound clients -------------------------------------------------------------------------
+    def adopt(self, sock: socket.socket, peer: str) -> HubConnection:
+        """Serve an accepted inbound ESL client: auth request, then its commands."""
+        sock.setblocking(False)
+        conn = HubConnection(self.sim, self, sock, peer=peer)
+        self.conns[conn.fd] = conn
+        self.ep.register(conn.fd, _IN)
+        conn.push(esl.write_auth_request())
+        return conn
 
     # -- connecting ----------------------------------------------------------------------------
     def dial(self, ch: "Channel", spec: "CallerSpec", target: tuple[str, int]) -> None:

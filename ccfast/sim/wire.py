@@ -85,6 +85,14 @@ class CommandReader:
             self._scan = max(0, self._scan - pos)
         self._pos = 0
 
+    def buffered_command(self) -> bool:
+        """Some bytes of a next command are buffered (it may still be incomplete)."""
+        buf, pos = self._buf, self._pos
+        n = len(buf)
+        while pos < n and buf[pos] in (10, 13):
+            pos += 1
+        return pos < n or self._pending is not None
+
     def commands(self):
         while True:
             cmd = self.next_command()
