@@ -3,8 +3,8 @@
 It speaks the part of FreeSWITCH's inbound ESL that call-center tools use, so ``fs_cli -H <host>
 -P <port> -p <password> -x "callcenter_config queue list"`` and ESL libraries work unchanged:
 ``auth``, ``api``/``bgapi`` of ``callcenter_config``, ``callcenter_break``, ``json`` (the JSON API),
-``ccfast_stats`` and (several nodes) ``ccfast_cluster``, ``event plain|json … CUSTOM callcenter::info`` subscriptions with ``filter``,
-``nixevent``, ``noevents`` and ``exit``. Replies and error strings are FreeSWITCH's.
+``ccfast_stats`` and (several nodes) ``ccfast_cluster``, ``event plain|json … CUSTOM
+callcenter::info`` subscriptions with ``filter``, ``nixevent``, ``noevents`` and ``exit``. Replies and error strings are FreeSWITCH's.
 
 A subscriber that falls ``MAX_BACKLOG`` events behind is disconnected, as FreeSWITCH does with a
 listener that stops reading; the service never waits for a subscriber.
