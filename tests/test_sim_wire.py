@@ -83,3 +83,25 @@ def test_sendevent_stays_lazy_until_needed():
     assert isinstance(cmd, LazySendEvent)
     assert (cmd.name, cmd.subclass, cmd.unique_id) == ("CUSTOM", "a::b", "u2")
     assert cmd.full().body == b"abc"
+
+
+_TEXT = st.text(alphabet=st.sampled_from(list("ab =,{}()'\"&|/%2F%zé\n\t:;@")), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TEXT)
+def test_c_split_args_matches_the_loop(text):
+    from ccfast.sim import _render
+    from tests.test_sim_units import _loop_args
+
+    assert _render.split_args(text) == _loop_args(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=30) | _TEXT)
+def test_c_render_line_matches_the_python_rendering(value):
+    from ccfast.esl._urlcodec import url_encode
+    from ccfast.sim import _render
+
+    want = f"variable_x: {url_encode(value) if value != '' else '_undef_'}\n".encode("ascii")
+    assert _render.render_line("variable_x", value) == want

@@ -10,7 +10,7 @@ None.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from libc.string cimport memchr
+from libc.string cimport memchr, memcpy
 
 
 cdef inline bint _name_char(unsigned char c) noexcept:
@@ -57,3 +57,105 @@ def scan_simple_block(bytes block):
             clen = PyBytes_FromStringAndSize(<const char*>p + vs, eol - vs)
         pos = eol + 1
     return (sub, uid, clen)
+
+
+# ------------------------------------------------------------------ event-plain lines
+
+cdef bytes _UNSAFE = b"\r\n \"#%&+:;<=>?@[\\]^`{|}"
+cdef bint _SAFE_BYTE[256]
+cdef int _b
+for _b in range(256):
+    _SAFE_BYTE[_b] = 0x20 <= _b <= 0x7E and (_b not in _UNSAFE)
+cdef const char* _HEX = b"0123456789ABCDEF"
+
+
+cdef inline bint _upper_hex(unsigned char c) noexcept:
+    return (0x30 <= c <= 0x39) or (0x41 <= c <= 0x46)
+
+
+def render_line(str name, str value):
+    """``b"<name>: <value url-encoded as FreeSWITCH does>\\n"``; an empty value is ``_undef_``.
+
+    Same bytes as ``f"{name}: {enc(value) if value != '' else '_undef_'}\\n".encode("ascii")``
+    with ``ccfast.esl._urlcodec.url_encode`` as ``enc``."""
+    cdef bytes nb = name.encode("ascii")
+    cdef bytes vb
+    cdef const unsigned char* v
+    cdef Py_ssize_t n, i, extra = 0, ln = PyBytes_GET_SIZE(nb), pos
+    cdef unsigned char c
+    cdef bytes out
+    cdef char* o
+    if not value:
+        vb = b"_undef_"
+    else:
+        vb = value.encode("utf-8")
+    v = <const unsigned char*>PyBytes_AS_STRING(vb)
+    n = PyBytes_GET_SIZE(vb)
+    if value:
+        for i in range(n):
+            c = v[i]
+            if not _SAFE_BYTE[c]:
+                if not (c == 0x25 and i + 2 < n and _upper_hex(v[i + 1]) and _upper_hex(v[i + 2])):
+                    extra += 2
+    out = PyBytes_FromStringAndSize(NULL, ln + 2 + n + extra + 1)
+    o = PyBytes_AS_STRING(out)
+    memcpy(o, PyBytes_AS_STRING(nb), ln)
+    o[ln] = 0x3A
+    o[ln + 1] = 0x20
+    pos = ln + 2
+    if extra == 0:
+        memcpy(o + pos, v, n)
+        pos += n
+    else:
+        for i in range(n):
+            c = v[i]
+            if _SAFE_BYTE[c] or (c == 0x25 and i + 2 < n and _upper_hex(v[i + 1]) and _upper_hex(v[i + 2])):
+                o[pos] = c
+                pos += 1
+            else:
+                o[pos] = 0x25
+                o[pos + 1] = _HEX[c >> 4]
+                o[pos + 2] = _HEX[c & 15]
+                pos += 3
+    o[pos] = 0x0A
+    return out
+
+
+# ------------------------------------------------------------------ originate arguments
+
+def split_args(str text):
+    """``ccfast.sim.dialstring.split_args``: split on spaces outside quotes and ``()``."""
+    cdef list out = []
+    cdef Py_ssize_t n = len(text), i, start = -1
+    cdef Py_UCS4 c, quote = 0
+    cdef int depth = 0
+    # a token is a contiguous run of the text (nothing inside it is dropped): slices do
+    for i in range(n):
+        c = text[i]
+        if quote:
+            if c == quote:
+                quote = 0
+            continue
+        if c == u"'" or c == u'"':
+            quote = c
+            if start < 0:
+                start = i
+        elif c == u"(":
+            depth += 1
+            if start < 0:
+                start = i
+        elif c == u")":
+            if depth > 0:
+                depth -= 1
+            if start < 0:
+                start = i
+        elif c == u" " and depth == 0:
+            if start >= 0:
+                out.append(text[start:i])
+                start = -1
+        else:
+            if start < 0:
+                start = i
+    if start >= 0:
+        out.append(text[start:n])
+    return out

@@ -155,6 +155,12 @@ def split_args(text: str) -> list[str]:
     return out
 
 
+try:  # the same loop, in C
+    from ._render import split_args  # noqa: F811
+except ImportError:  # pragma: no cover - not built
+    pass
+
+
 def parse_dialstring(ds: str) -> tuple[dict[str, str], list[list[Leg]]]:
     if ds.startswith("<"):
         raise DialStringError("<> variables are not supported here", "CHAN_NOT_IMPLEMENTED")

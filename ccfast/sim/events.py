@@ -40,6 +40,12 @@ def line(name: str, value: str) -> bytes:
     return f"{name}: {enc(value) if value != '' else UNDEF}\n".encode("ascii")
 
 
+try:  # the same bytes, made in C
+    from ._render import render_line as line  # noqa: F811
+except ImportError:  # pragma: no cover - not built
+    pass
+
+
 class Block:
     """An ordered run of headers with cached plain and JSON renderings.
 
@@ -81,9 +87,7 @@ class Block:
     def plain(self) -> bytes:
         p = self._plain
         if p is None:
-            p = self._plain = "".join(
-                [f"{k}: {enc(v) if v != '' else UNDEF}\n" for k, v in self.items]
-            ).encode("ascii")
+            p = self._plain = b"".join([line(k, v) for k, v in self.items])
         return p
 
     def json(self) -> str:
