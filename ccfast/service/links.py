@@ -1,4 +1,4 @@
-"""Adapters from ``ccfast.esl`` connections to the service's ``Box`` and ``MemberLink`` ports.
+"""``BoxLink``: an ``ccfast.esl`` inbound connection as the service's ``Box`` port.
 
 ``BoxLink`` owns one ``InboundClient``: it subscribes to the channel events the offers need plus
 BACKGROUND_JOB, routes each event to the watchers of its ``Unique-ID``, learns the box's Core-UUID
@@ -12,16 +12,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 import trio
 
 from .. import strings as S
-from ..esl import _commands as C
-from ..esl._events import ApiResponse
 from ..esl.inbound import CommandFailed, ConnectionLost, InboundClient
-from ..esl.outbound import OutboundSession
-from .chanvars import ChannelVars
 from .router import ChannelRouter
 
 log = logging.getLogger("ccfast.links")
@@ -202,88 +198,3 @@ class _Closer:
         fn, self._fn = self._fn, None
         if fn is not None:
             fn()
-
-
-def _step_command(step: tuple) -> C.Command:
-    kind = step[0]
-    if kind == "resume":
-        return C.Resume()
-    if kind == "linger":
-        return C.Linger(None)
-    if kind == "myevents":
-        return C.MyEvents(None, None)
-    if kind == "execute":
-        _, app, arg, event_lock = step
-        return C.SendMsg.execute(None, app, arg, event_lock=event_lock)
-    if kind == "api":
-        return C.Api(step[1], "")
-    raise ValueError(f"unsupported session step {step!r}")
-
-
-class MemberLinkAdapter:
-    """One caller's outbound session (implements ``ports.MemberLink``)."""
-
-    def __init__(self, session: OutboundSession) -> None:
-        self.session = session
-        self.uuid = session.uuid or ""
-        self.data = ChannelVars(session.channel_data.headers if session.channel_data else None)
-
-    async def command(self, line: str) -> str:
-        if line == "resume":
-            return await self.session.resume()
-        if line == "linger":
-            return await self.session.linger()
-        if line == "myevents":
-            return await self.session.myevents()
-        raise ValueError(f"unsupported session command {line!r}")
-
-    async def execute(self, app: str, arg: str | None = None, *, event_lock: bool = False) -> str:
-        return await self.session.execute(app, arg, event_lock=event_lock)
-
-    async def pipeline(self, steps) -> list[str]:
-        """Write several steps at once and return their reply texts in order.
-
-        A step is ``("resume",)``, ``("linger",)``, ``("myevents",)``,
-        ``("execute", app, arg, event_lock)`` or ``("api", command)``. After every reply arrived,
-        the first non-``+OK`` reply of a non-api step raises CommandFailed (api bodies are
-        returned as they are, like ``api()``); the later steps were sent all the same."""
-        replies = await self.session.send_many([_step_command(step) for step in steps])
-        texts: list[str] = []
-        failure: CommandFailed | None = None
-        for step, reply in zip(steps, replies):
-            text = reply.body if isinstance(reply, ApiResponse) else getattr(reply, "reply_text", "")
-            if failure is None and step[0] != "api" and not text.startswith("+OK"):
-                failure = CommandFailed(text)
-            texts.append(text)
-        if failure is not None:
-            raise failure
-        return texts
-
-    async def api(self, command: str) -> str:
-        return await self.session.api(command)
-
-    async def next_event(self) -> Mapping[str, str]:
-        return self._received(await self.session.events.get())
-
-    def on_event(self, handler) -> None:
-        """Call ``handler(event)`` for each event as the reader gets it (what ``next_event``
-        would return, in order), ``handler(None)`` once the socket has closed; ``None`` stops.
-        A waiting caller then needs no task of its own to read its events."""
-        if handler is None:
-            self.session.on_events(None)
-            return
-        received = self._received
-        self.session.on_events(lambda message: handler(None if message is None else received(message)))
-
-    def _received(self, message) -> Mapping[str, str]:
-        if getattr(message, "disposition", None) is not None or getattr(message, "get", None) is None:
-            return {"Event-Name": "DISCONNECT_NOTICE"}  # the channel is gone (linger/disconnect)
-        # keep the channel's variables current: mod_callcenter reads them live (exit keys,
-        # announcements, caller id, exported variables can change while the caller waits)
-        headers = getattr(message, "headers", None)
-        if headers is not None:
-            self.data.update_from(headers)
-        return message
-
-    async def aclose(self) -> None:
-        await self.session.aclose()

@@ -1,14 +1,14 @@
-"""What the service needs from the Event Socket, as two small interfaces.
+"""What the service needs from a FreeSWITCH box and from the cluster layer, as small interfaces.
 
-``Box`` is one FreeSWITCH box reached over inbound ESL; ``MemberLink`` is one caller's outbound
-ESL session. ``ccfast.service.links`` adapts ``ccfast.esl`` connections to these; tests may use the
-real ones over TCP against the simulator. Keeping the service's view this narrow is what lets the
-member and offer logic read like the reference's step lists.
+``Box`` is one FreeSWITCH box reached over inbound ESL (``ccfast.service.links.BoxLink`` adapts
+an ``InboundClient`` to it); a caller's own outbound socket is an ``esl.hub.HubConnection`` driven
+by ``caller.MemberSession``. ``ClusterHooks`` is what the service asks when several nodes share
+the database. Keeping the service's view this narrow is what lets the member and offer logic read
+like the reference's step lists.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import ContextManager, Protocol
 
 from .router import ChannelRouter
@@ -45,32 +45,6 @@ class Box(Protocol):
     def send_presence(self, headers) -> None:
         """Queue ``sendevent PRESENCE_IN`` with these headers (or ``ccevents.encode_presence``'s
         encoded command); never blocks."""
-
-
-class MemberLink(Protocol):
-    uuid: str  # the member channel's Unique-ID
-    data: Mapping[str, str]  # the connect reply's channel data, decoded; updated by events
-
-    async def command(self, line: str) -> str:
-        """A session command (``resume``, ``linger``, ``myevents``); the Reply-Text."""
-
-    async def execute(self, app: str, arg: str | None = None, *, event_lock: bool = False) -> str:
-        """``sendmsg`` ``call-command: execute``; the Reply-Text (the app runs later)."""
-
-    async def pipeline(self, steps) -> list[str]:
-        """Several steps written at once, replies in order (see ``MemberLinkAdapter.pipeline``)."""
-
-    async def api(self, command: str) -> str:
-        """``api`` over this socket (``async full`` mode)."""
-
-    async def next_event(self):
-        """The channel's next event (``myevents``); raises ``trio.EndOfChannel`` when closed."""
-
-    def on_event(self, handler) -> None:
-        """Deliver the channel's events to ``handler(event)`` as they arrive (``handler(None)``
-        when the connection closed) instead of ``next_event``; ``None`` switches back."""
-
-    async def aclose(self) -> None: ...
 
 
 class ClusterHooks(Protocol):
