@@ -112,9 +112,11 @@ class Redialer:
                     self.sim._nursery.start_soon(self.sim._run_socket, ch, ch.caller_spec)
 
 
-def caller(queue: str, number: str) -> CallerSpec:
-    """A caller whose dialplan parks it after ``socket`` (the Redialer sends it back)."""
-    return CallerSpec(queue=queue, cid_number=number, cid_name=f"caller {number}", after_socket=[("park", "")])
+def caller(queue: str, number: str, *, park: bool = True) -> CallerSpec:
+    """A caller whose dialplan parks it after ``socket`` (the Redialer sends it back), or hangs
+    up there (``park=False``)."""
+    return CallerSpec(queue=queue, cid_number=number, cid_name=f"caller {number}",
+                      after_socket=[("park", "")] if park else [])
 
 
 def api_table(text: str) -> list[dict]:

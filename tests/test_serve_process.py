@@ -40,8 +40,8 @@ CONF = """<configuration name="callcenter.conf">
     <param name="strategy" value="longest-idle-agent"/>
     <param name="discard-abandoned-after" value="60"/>
   </queue></queues>
-  <agents><agent name="{agent}" type="callback" contact="sim/agent/a1" status="Available" wrap-up-time="0"/></agents>
-  <tiers><tier agent="{agent}" queue="{q}" level="1" position="1"/></tiers>
+  <agents>{agents}</agents>
+  <tiers>{tiers}</tiers>
   <ccfast>
     <settings>
       <param name="outbound-listen" value="127.0.0.1:{out}"/>
@@ -69,9 +69,11 @@ def engine(request, tmp_path):
 class Box:
     """The simulated box, ccfast's ports and config file, and helpers to observe both."""
 
-    def __init__(self, nursery, tmp_path, db_settings: str, reader) -> None:
+    def __init__(self, nursery, tmp_path, db_settings: str, reader, *, agents: int = 1, talk: float = 30.0) -> None:
         self.nursery = nursery
-        self.sim = Simulator(timings=Timings.fast(), profiles={"a1": AgentProfile("a1", talk_time=30.0)})
+        self.agents = [AGENT] + [f"{1000 + i}@default" for i in range(1, agents)]
+        self.sim = Simulator(timings=Timings.fast(), profiles={f"a{i + 1}": AgentProfile(f"a{i + 1}", talk_time=talk)
+                                                              for i in range(agents)})
         self.out, self.ctl = free_port(), free_port()
         self.sim.dial_to = ("127.0.0.1", self.out)
         self.tmp_path = tmp_path
@@ -82,7 +84,10 @@ class Box:
 
     async def start_sim(self) -> None:
         port = await self.nursery.start(self.sim.serve)
-        conf = CONF.format(db=self.db_settings, q=Q, agent=AGENT, out=self.out, ctl=self.ctl, sim=port)
+        agents = "".join(f'<agent name="{name}" type="callback" contact="sim/agent/a{i + 1}" status="Available" '
+                         f'wrap-up-time="0"/>' for i, name in enumerate(self.agents))
+        tiers = "".join(f'<tier agent="{name}" queue="{Q}" level="1" position="{i + 1}"/>' for i, name in enumerate(self.agents))
+        conf = CONF.format(db=self.db_settings, q=Q, agents=agents, tiers=tiers, out=self.out, ctl=self.ctl, sim=port)
         self.conf_path = str(self.tmp_path / "callcenter.conf.xml")
         with open(self.conf_path, "w") as f:
             f.write(conf)
@@ -297,3 +302,70 @@ async def test_sigterm_while_waiting_for_the_database_exits_cleanly(tmp_path):
     finally:
         with trio.CancelScope(shield=True):
             await proc.stop()
+
+
+async def test_database_outage_under_call_traffic(pg_dsn, tmp_path):  # noqa: F811
+    """PostgreSQL connections killed (pg_terminate_backend), then the server unreachable for a
+    second, while calls flow: calls go on being bridged from memory, and once the database is back
+    the tables equal the core's state."""
+    from urllib.parse import urlsplit
+
+    from .test_store_common import proxied_dsn
+    from .test_store_faults import _serve_in_scope
+
+    real = urlsplit(pg_dsn)
+    proxy = Proxy(real.hostname, real.port or 5432)
+    async with aio.open_loop():
+        reader = PostgresStore(pg_dsn)
+        await reader.execute([(f"DROP TABLE IF EXISTS {t}", None) for t in TABLES])
+        proc = ServeProcess("")
+        try:
+            async with trio.open_nursery() as nursery:
+                scope = await nursery.start(_serve_in_scope, proxy)
+                box = Box(nursery, tmp_path, f'<param name="odbc-dsn" value="{proxied_dsn(pg_dsn, proxy.port)}"/>',
+                          reader, agents=3, talk=0.1)
+                await box.start_sim()
+                proc.conf_path = box.conf_path
+                await proc.start(nursery)
+                await box.connect_control()
+                records = []
+
+                async def traffic(seconds: float) -> None:
+                    end = trio.current_time() + seconds
+                    i = 0
+                    while trio.current_time() < end:
+                        records.append(box.sim.spawn_caller(caller(Q, f"556{i:04d}", park=False)))
+                        i += 1
+                        await trio.sleep(0.2)  # below the agents' capacity: no caller waits long
+
+                async with trio.open_nursery() as load:
+                    load.start_soon(traffic, 3.0)
+                    await trio.sleep(0.7)
+                    killed = await reader.fetch(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                    assert killed and all(ok for (ok,) in killed)
+                    await trio.sleep(0.5)
+                    scope.cancel()  # the server is unreachable ...
+                    proxy.kill()
+                    down_at = trio.current_time()
+                    await trio.sleep(1.0)
+                    scope = await nursery.start(_serve_in_scope, proxy)  # ... and back
+                    up_at = trio.current_time()
+                with trio.move_on_after(5):
+                    for rec in records:
+                        await rec.done.wait()
+                assert all(rec.outcome == "bridged" for rec in records), [r.outcome for r in records]
+                during = [r for r in records if r.bridged_at is not None and down_at < r.bridged_at < up_at]
+                assert len(during) >= 3, len(during)  # dispatch went on while the database was unreachable
+                await box.rows_settle_equal(timeout=15)  # the writer's retry backoff is at most 5 s
+                agents = api_table(await box.cc("agent list"))
+                assert sum(int(a["calls_answered"]) for a in agents) == len(records)
+                assert any("writable again" in line for line in proc.lines)  # the outage was seen and replayed
+                proc.kill(signal.SIGTERM)
+                assert await proc.wait(15) == 0
+                nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await proc.stop()
+                await reader.close()
