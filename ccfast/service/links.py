@@ -22,9 +22,10 @@ from .router import ChannelRouter
 
 log = logging.getLogger("ccfast.links")
 
+# what the offers act on: job results, hangups, announcement ends, a standby member's unbridge
+# (an answer arrives as the job result; the bridge is confirmed on the member's own socket)
 BOX_EVENTS = (
-    "BACKGROUND_JOB", "CHANNEL_ANSWER", "CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE", "CHANNEL_HANGUP",
-    "CHANNEL_HANGUP_COMPLETE", "CHANNEL_EXECUTE_COMPLETE",
+    "BACKGROUND_JOB", "CHANNEL_UNBRIDGE", "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE", "CHANNEL_EXECUTE_COMPLETE",
 )
 # FreeSWITCH OR-s filters (integration notes §7.4): only agent legs (tagged cc_side=agent in the
 # originate, or by uuid_setvar on a uuid-standby channel) and job results reach the link. The
