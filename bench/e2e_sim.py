@@ -327,6 +327,7 @@ class GcClock:
         import gc
 
         self.total = 0.0
+        self.max_pause = 0.0
         self.collections = 0
         self._t0 = 0.0
         gc.callbacks.append(self._cb)
@@ -335,7 +336,9 @@ class GcClock:
         if phase == "start":
             self._t0 = time.perf_counter()
         else:
-            self.total += time.perf_counter() - self._t0
+            pause = time.perf_counter() - self._t0
+            self.total += pause
+            self.max_pause = max(self.max_pause, pause)
             self.collections += 1
 
 
@@ -360,21 +363,35 @@ async def main(args) -> None:
         # collect less often (this process makes many short-lived objects, few cycles)
         gc.collect()
         gc.freeze()
-        gc.set_threshold(20_000, 20, 50)
+        mode = os.environ.get("CCFAST_SIM_GC", "tuned")
+        if mode == "tuned":
+            gc.set_threshold(20_000, 20, 50)
+        elif mode == "off":
+            gc.disable()
         # ccfast's inbound link is up before the job is sent; give it its subscriptions
         with trio.move_on_after(10):
             while not sim.inbound_connections():
                 await trio.sleep(0.01)
         started = time.perf_counter()
         spy = start_self_profile()
+        cprof = None
+        if os.environ.get("CCFAST_SIM_CPROFILE"):   # deterministic profile (slower; for ranking only)
+            import cProfile
+
+            cprof = cProfile.Profile()
+            cprof.enable()
         try:
             result = await WORKLOADS[job["workload"]](sim, probe, job, args, agent_queue)
         finally:
             stop_self_profile(spy)
+            if cprof is not None:
+                cprof.disable()
+                cprof.dump_stats(os.environ["CCFAST_SIM_CPROFILE"])
         result["sim_events_built"] = sim.switch.stats["events_built"]
         result["sim_event_counts"] = dict(sorted(sim.switch.event_counts.items()))
         result["sim_gc_s"] = round(gc_clock.total, 3)
         result["sim_gc_collections"] = gc_clock.collections
+        result["sim_gc_max_pause_s"] = round(gc_clock.max_pause, 3)
         result["sim_listeners_dropped"] = sim.stats["listeners_dropped"]
         result["sim_timer_errors"] = sim.switch.sched.errors
         result["job_s"] = round(time.perf_counter() - started, 2)

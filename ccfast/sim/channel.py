@@ -151,7 +151,9 @@ class Channel:
                self.call_uuid)
         sb = self._state_block
         if sb is None or sb[0] != key:
-            sb = self._state_block = (key, Block(self.state_items()))
+            items = self.state_items()
+            d = dict(items)   # its names are unique
+            sb = self._state_block = (key, Block(items, getter=d.get))
         return sb[1]
 
     _CONST_PROFILE = ("Direction", "Logical-Direction", "Dialplan", "Caller-ID-Name", "Caller-ID-Number",

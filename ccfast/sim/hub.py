@@ -65,6 +65,7 @@ class HubConnection(EslConnection):
         self.blocked = False          # the kernel took part of our bytes: waiting for EPOLLOUT
         self.finished = False
         self.first_timer = None
+        self.queued = False           # in the hub's list of connections to write
         self._delayed = False         # faults.reply_delay: the next command waited its delay
         self._waiting = False         # a reply-delay or stall timer is pending
 
@@ -81,7 +82,8 @@ class HubConnection(EslConnection):
                 log.warning("dropping listener %s: %d events behind", self.peer, self._lag)
                 self.close()
                 return
-        self.hub.mark(self)
+        if not self.queued:
+            self.hub.mark(self)
 
     def send_garbage(self, data: bytes) -> None:
         self.out.append(data)
@@ -200,8 +202,10 @@ class SocketHub:
         if err == 0:
             self._connected(conn)
 
-    def _connected(self, conn: HubConnection) -> None:
-        err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    def _connected(self, conn: HubConnection, ev: int = 0) -> None:
+        err = 0
+        if ev & (select.EPOLLERR | select.EPOLLHUP) or not ev:
+            err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) or (ev & select.EPOLLHUP)
         ch = conn.channel
         if err:
             self._drop(conn)
@@ -220,15 +224,12 @@ class SocketHub:
 
     def _drop(self, conn: HubConnection) -> None:
         self.conns.pop(conn.fd, None)
-        try:
-            self.ep.unregister(conn.fd)
-        except (OSError, ValueError):
-            pass
-        conn.sock.close()
+        conn.sock.close()   # also leaves the epoll set (the descriptor is not shared)
 
     # -- output ----------------------------------------------------------------------------------
     def mark(self, conn: HubConnection) -> None:
         """``conn`` has bytes to write (or is closing): written at the end of this batch."""
+        conn.queued = True
         self.dirty.append(conn)
         if not self.sched.in_batch and not self._flush_asked:
             self._flush_asked = True    # a write from another task: the scheduler's next turn
@@ -243,6 +244,7 @@ class SocketHub:
 
     def _flush(self, dirty: list) -> None:
         for conn in dirty:
+            conn.queued = False
             if conn.finished or conn.connecting:
                 continue
             if conn.out and not conn.blocked:
@@ -297,7 +299,7 @@ class SocketHub:
 
     def _ready(self, conn: HubConnection, ev: int) -> None:
         if conn.connecting:
-            self._connected(conn)
+            self._connected(conn, ev)
             return
         if ev & select.EPOLLOUT and conn.blocked:
             conn.blocked = False

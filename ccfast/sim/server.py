@@ -44,6 +44,7 @@ MYEVENTS = frozenset((
     "DETECTED_SPEECH",
 ))
 
+_REPLIES: dict[str, bytes] = {}
 CONNECT_TAIL = b"Content-Type: command/reply\nReply-Text: %%2BOK%%0A\nSocket-Mode: %s\nControl: %s\n\n"
 
 
@@ -177,7 +178,16 @@ class EslConnection:
         self._wake.set()
 
     def reply(self, text: str, headers=()) -> None:
-        self.push(esl.write_command_reply(text, headers))
+        if headers or "\n" in text:
+            self.push(esl.write_command_reply(text, headers))
+            return
+        # the same bytes as esl.write_command_reply(text), without its generic checks
+        data = _REPLIES.get(text)
+        if data is None:
+            data = b"Content-Type: command/reply\nReply-Text: %b\n\n" % text.encode("utf-8")
+            if len(_REPLIES) < 256 and not text.startswith("+OK "):
+                _REPLIES[text] = data   # the constant ones ("+OK", "+OK will linger", ...)
+        self.push(data)
 
     def close(self) -> None:
         """Close after what is already queued is written."""
