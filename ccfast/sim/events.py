@@ -104,6 +104,45 @@ _ENVELOPE_NAMES = frozenset((
     "Event-Calling-Function", "Event-Calling-Line-Number", "Event-Sequence"))
 
 
+class EnvelopeBlock(Block):
+    """An event's envelope, rendered up front; its items are only built if asked for."""
+
+    __slots__ = ("host", "name", "dates", "ts", "calling", "seq")
+
+    def __init__(self, plain: bytes, host: "Host", name: str, dates: tuple, ts: int, calling: tuple, seq: int):
+        self._plain = plain
+        self._items = None
+        self._src = None
+        self._json = None
+        self._getter = None
+        self._prefix = None
+        self.host, self.name, self.dates, self.ts, self.calling, self.seq = host, name, dates, ts, calling, seq
+
+    @property
+    def items(self) -> list[tuple[str, str]]:
+        it = self._items
+        if it is None:
+            h, calling = self.host, self.calling
+            it = self._items = [
+                ("Event-Name", self.name), ("Core-UUID", h.core_uuid),
+                ("FreeSWITCH-Hostname", h.hostname), ("FreeSWITCH-Switchname", h.hostname),
+                ("FreeSWITCH-IPv4", h.ipv4), ("FreeSWITCH-IPv6", h.ipv6),
+                ("Event-Date-Local", self.dates[1]), ("Event-Date-GMT", self.dates[2]),
+                ("Event-Date-Timestamp", str(self.ts)), ("Event-Calling-File", calling[0]),
+                ("Event-Calling-Function", calling[1]), ("Event-Calling-Line-Number", str(calling[2])),
+                ("Event-Sequence", str(self.seq))]
+        return it
+
+    def get(self, name: str) -> str | None:
+        if name == "Event-Name":
+            return self.name
+        if name in _ENVELOPE_NAMES:
+            for k, v in self.items:
+                if k == name:
+                    return v
+        return None
+
+
 class Host:
     """The identity of the simulated box (the envelope headers)."""
 
@@ -145,27 +184,7 @@ class Host:
                                            + line("Event-Calling-Line-Number", str(calling[2])))
         plain = b"%b%b%bEvent-Date-Timestamp: %d\n%bEvent-Sequence: %d\n" % (
             nb, self._head, dl[1], ts, cb, seq)
-        dates = self._date_cache
-
-        def items() -> list[tuple[str, str]]:
-            return [("Event-Name", name), ("Core-UUID", self.core_uuid),
-                    ("FreeSWITCH-Hostname", self.hostname), ("FreeSWITCH-Switchname", self.hostname),
-                    ("FreeSWITCH-IPv4", self.ipv4), ("FreeSWITCH-IPv6", self.ipv6),
-                    ("Event-Date-Local", dates[1]), ("Event-Date-GMT", dates[2]),
-                    ("Event-Date-Timestamp", str(ts)), ("Event-Calling-File", calling[0]),
-                    ("Event-Calling-Function", calling[1]), ("Event-Calling-Line-Number", str(calling[2])),
-                    ("Event-Sequence", str(seq))]
-
-        def get(n: str) -> str | None:
-            if n == "Event-Name":
-                return name
-            if n in _ENVELOPE_NAMES:
-                for k, v in items():
-                    if k == n:
-                        return v
-            return None
-
-        return Block(plain=plain, src=items, getter=get)
+        return EnvelopeBlock(plain, self, name, self._date_cache, ts, calling, seq)
 
     def envelope(self, name: str, calling: tuple[str, str, int], *, first: bool = True
                  ) -> list[tuple[str, str]]:
