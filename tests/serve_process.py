@@ -76,7 +76,12 @@ class ServeProcess:
             return await self.proc.wait()
 
     async def stop(self) -> None:
-        """Kill and reap (for ``finally``)."""
+        """Kill and reap (for ``finally``). With ``CCFAST_SERVE_LOG_DIR`` set, its stderr is
+        appended to ``serve-<pid>.log`` there (for reading timings after a run)."""
+        log_dir = os.environ.get("CCFAST_SERVE_LOG_DIR")
+        if log_dir and self.proc is not None:
+            with open(os.path.join(log_dir, f"serve-{self.proc.pid}.log"), "a") as f:
+                f.write("\n".join(self.lines) + "\n")
         if self.proc is not None and self.proc.returncode is None:
             self.proc.kill()
             with trio.move_on_after(5), trio.CancelScope(shield=True):

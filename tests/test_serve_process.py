@@ -369,3 +369,31 @@ async def test_database_outage_under_call_traffic(pg_dsn, tmp_path):  # noqa: F8
             with trio.CancelScope(shield=True):
                 await proc.stop()
                 await reader.close()
+
+
+async def test_bad_config_rows_stop_the_start_with_status_2(tmp_path):
+    """config-source = database and a tier of an unknown queue: one clear line, exit status 2."""
+    import sqlite3
+
+    path = str(tmp_path / "cc.db")
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE cc_queues (id INTEGER PRIMARY KEY, name varchar, strategy varchar)")
+        db.execute("CREATE TABLE cc_agents (id INTEGER PRIMARY KEY, name varchar, type varchar, contact varchar)")
+        db.execute("CREATE TABLE cc_tiers (id INTEGER PRIMARY KEY, agent varchar, queue varchar)")
+        db.execute("CREATE TABLE cc_settings (id INTEGER PRIMARY KEY, odbc_dsn varchar, dbname varchar)")
+        db.execute("INSERT INTO cc_queues (name) VALUES (?)", (Q,))
+        db.execute("INSERT INTO cc_tiers (id, agent, queue) VALUES (7, ?, 'nope')", (AGENT,))
+    conf = tmp_path / "callcenter.conf.xml"
+    conf.write_text(f'<configuration name="callcenter.conf"><settings><param name="dbname" value="{path}"/></settings>'
+                    '<ccfast><settings><param name="config-source" value="database"/></settings></ccfast></configuration>')
+    proc = ServeProcess(str(conf))
+    try:
+        async with trio.open_nursery() as nursery:
+            await proc.start(nursery, wait_ready=False)
+            assert await proc.wait(10) == 2  # the stderr reader ends at EOF: every line is read
+        text = "\n".join(proc.lines)
+        assert "configuration error: database:cc_tiers id=7: tier 1000@default/nope: queue 'nope' is not in cc_queues" in text
+        assert "Traceback" not in text
+    finally:
+        with trio.CancelScope(shield=True):
+            await proc.stop()
