@@ -247,3 +247,24 @@ async def test_exit_closes_with_goodbye():
         await trio.sleep(0.02)
         assert c.state == "closed"
         n.cancel_scope.cancel()
+
+
+def test_api_nowait_fast_path_writes_the_same_bytes_as_api():
+    from ccfast.esl._commands import Api
+    from ccfast.esl._link import Encoded
+    from ccfast.esl.inbound import InboundClient
+
+    posted = []
+    client = InboundClient("127.0.0.1", 1, "x")
+    client.post = lambda cmd, on_reply=None: posted.append(cmd)
+    for line in ("uuid_setvar abc cc_agent_found true", "status", "uuid_setvar_multi u a=1;b=caf\u00e9"):
+        client.api_nowait(line)
+        assert isinstance(posted[-1], Encoded) and posted[-1].encode() == Api(line).encode()
+    client.api_nowait("uuid_kill", "abc")  # command + args: the checked path
+    assert posted[-1] == Api("uuid_kill", "abc")
+    import pytest
+    from ccfast.esl.errors import LocalProtocolError
+    with pytest.raises(LocalProtocolError):
+        client.api_nowait("uuid_kill abc\nexit")
+    with pytest.raises(LocalProtocolError):
+        client.api_nowait(" leading space")

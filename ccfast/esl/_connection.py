@@ -117,6 +117,8 @@ class ClientProtocol(_Base):
         super().__init__()
         self._reader = make_message_reader(decoder, max_header_size, max_body_size)
         self._exit_sent = False
+        # the hot loops' way to drain: the next complete message, or None (no generator frame)
+        self.pull = self._reader.next_message
 
     def next_message(self) -> Message | Any:
         """The next message, ``NEED_DATA`` or ``CLOSED``; raises RemoteProtocolError."""

@@ -354,8 +354,9 @@ class _Link:
                 data = await self.stream.receive_some(65536)
                 self.last_rx = trio.current_time()
                 self.proto.receive_data(data)
-                for msg in self.proto.messages():
-                    self._route(msg)
+                pull, route = self.proto.pull, self._route
+                while (msg := pull()) is not None:
+                    route(msg)
                 if not data:
                     break
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:

@@ -156,8 +156,9 @@ class HubConnection:
             self._lost("connection closed by peer")
             return
         self.proto.receive_data(data)
+        pull = self.proto.pull
         try:
-            for msg in self.proto.messages():
+            while (msg := pull()) is not None:
                 if isinstance(msg, _REPLIES):
                     if self.pending:
                         self.pending.popleft().set(msg)

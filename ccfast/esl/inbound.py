@@ -45,7 +45,7 @@ import trio
 from ._commands import (Api, Auth, BgApi, Command, Exit, Filter, FilterDelete, NixEvent,
                         NoEvents, SendEvent, SendMsg, Subscribe, UserAuth)
 from ._events import ApiResponse, CommandReply, Event
-from ._link import (AuthenticationFailed, CommandFailed, ConnectionLost, EventQueue, _Link,
+from ._link import (AuthenticationFailed, CommandFailed, ConnectionLost, Encoded, EventQueue, _Link,
                     _Waiter)
 
 log = logging.getLogger("ccfast.esl.inbound")
@@ -344,6 +344,10 @@ class InboundClient:
     def api_nowait(self, command: str, args: str = "",
                    on_reply: Callable[[Any], Any] | None = None) -> None:
         """``api`` whose result nobody waits for (``uuid_setvar`` on a channel that may be gone)."""
+        if not args and command and command[0] != " " and "\n" not in command and "\r" not in command:
+            # the bytes Api(command) writes, without building and checking it (several per call)
+            self.post(Encoded(b"api " + command.encode("utf-8") + b"\n\n"), on_reply)
+            return
         self.post(Api(command, args), on_reply)
 
     def sendevent_nowait(self, name: str, headers: Any = (), body: str | bytes | None = None, *,

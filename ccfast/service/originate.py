@@ -14,10 +14,14 @@ from collections.abc import Mapping
 from .expand import channel_variable, expand
 
 
+_NEEDS_QUOTES = re.compile(r"[ '\t]")
+
+
 def quote_value(value: str) -> str:
     """A value as FreeSWITCH's ``{}`` parser reads it back: commas escaped, spaces quoted."""
-    value = value.replace("\\", "\\\\").replace(",", "\\,")
-    if any(ch in value for ch in " '\t"):
+    if "\\" in value or "," in value:
+        value = value.replace("\\", "\\\\").replace(",", "\\,")
+    if _NEEDS_QUOTES.search(value):
         value = "'" + value.replace("'", "\\'") + "'"
     return value
 
