@@ -129,6 +129,17 @@ async def test_service_runs_from_the_tables_and_reloads_them(db, db_source):
                 assert ("new@default", AGENT, 2, 3) in [(t["queue"], t["agent"], t["level"], t["position"])
                                                          for t in core.rows("tiers")]
 
+                where = "$1" if kind == "pg" else "?"
+                await store.execute([
+                    (f"UPDATE cc_agents SET contact = {where}", [("sim/agent/a9",)]),
+                    (f"UPDATE cc_tiers SET position = {where}", [(7,)]),
+                ])
+                assert await env.cc(f"agent reload {AGENT}") == "+OK\n"
+                assert core.rows("agents")[0]["contact"] == "sim/agent/a9"
+                assert await env.cc(f"tier reload {Q} {AGENT}") == "+OK\n"
+                positions = {t["queue"]: t["position"] for t in core.rows("tiers")}
+                assert (positions[Q], positions[BAD_Q]) == (7, 1)  # only the reloaded tier
+
                 # bad rows: a specific error naming table and row; nothing changes
                 await store.execute([
                     (f"UPDATE cc_queues SET max_wait_time = {ph(kind, 1)} WHERE name = {'$2' if kind == 'pg' else '?'}",
