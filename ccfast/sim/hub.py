@@ -76,7 +76,11 @@ class HubConnection(EslConnection):
         self.out.append(data)
         if event:
             self.events_sent += 1
-            self._lag += 1
+            # FreeSWITCH drops a listener whose queue of events not yet written grows past the
+            # limit: here events wait for the end of the turn anyway, so only those queued while
+            # the kernel refuses more bytes (the client does not read) count
+            if self.blocked:
+                self._lag += 1
             if self._lag > self.sim.max_lag:
                 self.sim.stats["listeners_dropped"] += 1
                 log.warning("dropping listener %s: %d events behind", self.peer, self._lag)
