@@ -266,3 +266,39 @@ def test_db_settings_win_over_the_xml_settings():
     cfg = configmod.config_from_db_rows([], [{"id": 1, "name": "a", "reserve_agents": "false"}], [], [{"id": 1, "dbname": None}],
                                         base.ccfast, base_settings=base.settings)
     assert cfg.settings.cc_instance_id == "box7" and cfg.settings.reserve_agents is False
+
+
+async def test_reload_while_the_config_database_is_down(pg_dsn, db_source, tmp_path, monkeypatch):  # noqa: F811
+    """config-dsn (PostgreSQL) unreachable at reload time: -ERR naming the database, nothing
+    changes, the service keeps answering; once it is back, reload works again."""
+    from urllib.parse import urlsplit
+
+    from .test_store_common import Proxy, proxied_dsn
+    from .test_store_faults import _serve_in_scope
+
+    real = urlsplit(pg_dsn)
+    proxy = Proxy(real.hostname, real.port or 5432)
+    block = e2e_harness.CCFAST_BLOCK.replace(
+        '<param name="config-source" value="database"/>',
+        f'<param name="config-source" value="database"/><param name="config-dsn" value="{proxied_dsn(pg_dsn, proxy.port)}"/>')
+    monkeypatch.setattr(e2e_harness, "CCFAST_BLOCK", block)
+    async with aio.open_loop(), trio.open_nursery() as nursery:
+        scope = await nursery.start(_serve_in_scope, proxy)
+        store = PostgresStore(pg_dsn)
+        try:
+            await store.execute(seed("pg"))
+            # the store itself is an SQLite file: only the configuration is on PostgreSQL
+            async with open_callcenter(xml(f'<param name="dbname" value="{tmp_path / "cc.db"}"/>')) as env:
+                assert sorted(env.core.queue_names()) == sorted([Q, BAD_Q, CALL_Q])
+                scope.cancel()
+                proxy.kill()
+                await store.execute([("UPDATE cc_queues SET max_wait_time = 30", None)])
+                reply = await env.cc(f"queue reload {Q}")
+                assert reply.startswith("-ERR config-dsn PostgreSQL 127.0.0.1:") and "cannot read" in reply, reply
+                assert env.core.queue_params(Q).max_wait_time == 0
+                scope = await nursery.start(_serve_in_scope, proxy)
+                assert await env.cc(f"queue reload {Q}") == "+OK\n"
+                assert env.core.queue_params(Q).max_wait_time == 30
+        finally:
+            await store.close()
+            nursery.cancel_scope.cancel()
