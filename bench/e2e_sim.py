@@ -403,6 +403,9 @@ async def main(args) -> None:
                 cprof.disable()
                 cprof.dump_stats(os.environ["CCFAST_SIM_CPROFILE"])
         result["sim_events_built"] = sim.switch.stats["events_built"]
+        if sim.hub is not None:
+            result["sim_writes"], result["sim_reads"] = sim.hub.writes, sim.hub.reads
+            result["sim_bytes_written"] = sim.hub.bytes_written
         result["sim_event_counts"] = dict(sorted(sim.switch.event_counts.items()))
         result["sim_gc_s"] = round(gc_clock.total, 3)
         result["sim_gc_collections"] = gc_clock.collections

@@ -178,6 +178,9 @@ class SocketHub:
         self.sched = sim.switch.sched
         self.dirty: list[HubConnection] = []
         self._flush_asked = False
+        self.writes = 0             # send() calls, and what they carried (statistics)
+        self.bytes_written = 0
+        self.reads = 0
 
     # -- inbound clients -------------------------------------------------------------------------
     def adopt(self, sock: socket.socket, peer: str) -> HubConnection:
@@ -261,6 +264,8 @@ class SocketHub:
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
         conn._lag = 0
+        self.writes += 1
+        self.bytes_written += len(data)
         try:
             n = conn.sock.send(data)
         except _SOFT:
@@ -329,6 +334,7 @@ class SocketHub:
                     conn.out.clear()
                     self.finish(conn)
                 return
+            self.reads += 1
             try:
                 data = conn.sock.recv(READ_SIZE)
             except _SOFT:
