@@ -213,6 +213,12 @@ class Core:
         """Lost queue: no dispatch, no timeouts/discards/next_change for it, rows kept as they are;
         False resumes tracking from the rows. CoreError("Queue not found!") if not loaded."""
     def queue_suspended(self, name: str) -> bool: ...
+    def members_forget(self, name: str, keep: Iterable[str] = ()) -> list[str]:
+        """A suspended queue about to be re-taken: drop its member rows (except rows with a live
+        offer and uuids in ``keep``) so the database's rows can be loaded instead. No journal, no
+        events, queue counters untouched; dropped rows' re-adoption entries go too. Returns the
+        dropped uuids in creation order. CoreError("Queue not found!") if not loaded, ValueError
+        if the queue is not suspended."""
 
     # outputs and introspection
     def drain_journal(self) -> list[tuple[str, str, tuple, dict]]: ...

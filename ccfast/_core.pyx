@@ -1868,6 +1868,34 @@ cdef class Core:
         q = self._queues.get(name)
         return q is not None and (<Queue>q).suspended
 
+    def members_forget(self, name, keep=()):
+        """Drop the member rows of a suspended queue this node is about to re-take: the
+        database's rows (the new generation's) replace them. Rows with a live offer and rows whose
+        uuid is in ``keep`` (callers this node still serves) stay. Nothing journaled, no events,
+        no counters changed; a dropped row's re-adoption entry goes with it. Returns the dropped
+        member uuids in creation order. CoreError("Queue not found!") if not loaded, ValueError
+        if the queue is not suspended (a dispatched queue's rows are the truth)."""
+        cdef Queue q = self._queues.get(name)
+        cdef Member m
+        cdef list drop = []
+        if q is None:
+            raise CoreError("Queue not found!")
+        if not q.suspended:
+            raise ValueError(f"members_forget: queue {name!r} is not suspended")
+        kept = set(keep)
+        for x in self._members.values():
+            m = <Member>x
+            if m.queue == name and not m.deleted and not m.offers and m.uuid not in kept:
+                drop.append(m)
+        for m in drop:
+            if self._readopt_m:
+                self._readopt_drop(m.uuid)
+            m.deleted = True
+            m.in_app = False
+            del self._members[m.uuid]
+            self._msync(m)  # out of every index; the heaps skip deleted rows
+        return [m.uuid for m in drop]
+
     # =========================================================================================
     # members (§3)
 

@@ -316,3 +316,64 @@ def test_suspend_stops_the_no_agent_clock():
     assert core.queue_agent_exist("q") == (0, T)  # the passes while suspended did not count
     with pytest.raises(CoreError):
         core.queue_suspend("nope", True)
+
+
+# -- members_forget -------------------------------------------------------------------------------
+def test_members_forget_drops_a_suspended_queues_rows_silently_so_a_retake_resumes_callers():
+    """A node loses q (suspended, its waiting callers ended), then re-takes it: the rows it had
+    are dropped and the database's rows loaded instead, so the callers resume at their place."""
+    q = QueueParams(name="q", discard_abandoned_after=60)
+    core = make([q, "p"], [agent("a", wrap_up_time=0), agent("b", status=S.STATUS_LOGGED_OUT)],
+                [tier("q", "a"), tier("q", "b"), tier("p", "b")],
+                [member("q", "old", T - 100, state=S.MEMBER_ABANDONED, abandoned_epoch=T - 50, session_uuid="")])
+    # an earlier takeover's caller still awaited by its channel
+    core.load_recovered({"members": [member("q", "back", T - 90, session_uuid="chan-back")]}, T - 20,
+                        reset_agents=False)
+    assert core.readopt_sessions(T) == {"chan-back": "back"}
+    first = core.member_join("q", "talk", "chan-talk", "1", "n", T - 30, 0, T - 30)
+    [o] = core.dispatch(T - 30)
+    assert o.member_uuid == "talk"
+    core.offer_answered(o.offer_id, "leg", T - 29)
+    core.offer_bridged(o.offer_id, T - 29)
+    db = [member("q", "m1", T - 10, session_uuid="chan-1"), member("q", "m2", T - 5, session_uuid="chan-2")]
+    for r in db:
+        core.member_join("q", r["uuid"], r["session_uuid"], "2", "n", r["joined_epoch"], 0, r["joined_epoch"])
+    core.member_join("p", "mp", "chan-p", "3", "n", T, 0, T)
+    # lost: suspended, waiting callers ended (BREAK_OUT); "kept" is a caller the node still serves
+    core.queue_suspend("q", True)
+    for uuid in ("m1", "m2"):
+        core.member_cancel(uuid, S.CANCEL_BREAK_OUT, T + 1)
+    core.drain_journal()
+    core.drain_events()
+    p_rows = [r for r in core.rows("members") if r["queue"] == "p"]
+    assert core.member_count("q") == 0 and core.queue_counters("q") == (0, 2)
+    core.member_join("q", "kept", "chan-kept", "4", "n", T + 1, 0, T + 1)
+    core.drain_journal()
+    core.drain_events()
+    with pytest.raises(ValueError, match="not suspended"):
+        core.members_forget("p")
+    with pytest.raises(CoreError, match="Queue not found!"):
+        core.members_forget("nope")
+    # re-taken: the rows go, except the bridged caller's (live offer) and the one kept
+    assert core.members_forget("q", keep=["kept"]) == ["old", "back", "m1", "m2"]
+    assert core.drain_journal() == [] and core.drain_events() == []
+    assert [r["uuid"] for r in core.rows("members") if r["queue"] == "q"] == ["talk", "kept"]
+    assert [r for r in core.rows("members") if r["queue"] == "p"] == p_rows
+    assert core.readopt_sessions(T + 2) == {}
+    assert core.member_count("q") == 1 and core.queue_counters("q") == (0, 2)
+    consistent(core, T + 2)
+    # the database's rows (Waiting, with their channels) are loaded like any takeover's
+    out = core.load_recovered({"members": db}, T + 2, reset_agents=False)
+    assert out["readopt"] == 2
+    core.queue_suspend("q", False)
+    consistent(core, T + 2)
+    j = core.member_join("q", "new-uuid", "chan-2", "2", "n", T + 3, 0, T + 3)
+    assert (j.member_uuid, j.resumed, j.joined_epoch) == ("m2", True, T - 5)
+    assert row(core, "members", "m2")["state"] == S.MEMBER_WAITING
+    consistent(core, T + 3)
+    # the bridged call is unaffected: it ends normally, then the resumed caller goes first (its
+    # place: joined T - 5) before the one who joined after the loss
+    core.offer_ended(o.offer_id, T + 4)
+    core.member_answered_exit(first.member_uuid)
+    assert [(x.member_uuid, x.agent) for x in core.dispatch(T + 5)] == [("m2", "a")]
+    consistent(core, T + 5)
