@@ -88,3 +88,33 @@ def test_encode_presence_equals_sendevent_presence_in():
         assert encode_presence(queue, waiting).encode() == SendEvent("PRESENCE_IN", presence_headers(queue, waiting)).encode()
     with pytest.raises(ValueError):
         encode_presence("bad\nqueue", 1)
+
+
+def test_snapshot_lines_of_a_real_connect_reply_equal_the_rendered_path():
+    """Cython lines over FreeSWITCH's own CHANNEL_DATA (~150 headers, %-encoded values) with random
+    overlays (changed, emptied, new, skipped, unsendable values) == the reference rendering."""
+    import random
+    from pathlib import Path
+
+    from ccfast.esl import ClientProtocol
+    from ccfast.service.ccevents import _NOT_FORWARDED
+
+    fixtures = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "freeswitch-esl"
+    if not fixtures.is_dir():
+        fixtures = Path("/work/shared/fixtures/freeswitch-esl")
+    proto = ClientProtocol(decoder="cython")
+    proto.receive_data((fixtures / "external-dispatch-outbound.txt").read_bytes())
+    headers = proto.next_message().headers
+    assert len(headers) > 100 and hasattr(headers, "sendevent_lines")
+    names = list(dict(headers.items()))
+    rng = random.Random(7)
+    values = ["", "x", "50% off", "caf\u00e9", "a\nb", "a\rb", "with space", "_undef_"]
+    for _ in range(200):
+        data = ChannelVars(headers)
+        for name in rng.sample(names, rng.randint(0, 6)) + [f"variable_new{rng.randint(0, 3)}"]:
+            data.overlay[name] = rng.choice(values)
+        expected = encode_sendevent(render(S.ACTION_MEMBER_QUEUE_END, {"CC-Queue": "q"}, data, None)).encode()
+        got = encode_event(S.ACTION_MEMBER_QUEUE_END, {"CC-Queue": "q"}, data).encode()
+        assert got == expected
+        assert headers.sendevent_lines(_NOT_FORWARDED, data.overlay) == headers._sendevent_lines_py(
+            _NOT_FORWARDED, data.overlay)

@@ -359,6 +359,69 @@ cdef bint _sendevent_name_ok(str name):
     return ok
 
 
+cdef dict _SKIP_NAMES = {}  # skip set -> its names as bytes (the same frozenset every call)
+
+
+cdef list _encoded_names(skip):
+    cdef list names = _SKIP_NAMES.get(skip)
+    if names is None:
+        names = [(<str>n).encode("utf-8") for n in skip]
+        if len(_SKIP_NAMES) < 64:
+            _SKIP_NAMES[skip] = names
+    return names
+
+
+cdef inline bint _in_names(list names, const uint8_t* nm, Py_ssize_t nl):
+    cdef bytes b
+    for b in names:
+        if PyBytes_GET_SIZE(b) == nl and memcmp(PyBytes_AS_STRING(b), nm, nl) == 0:
+            return True
+    return False
+
+
+cdef bint _raw_name_ok(const uint8_t* nm, Py_ssize_t nl) noexcept:
+    """``_sendevent_name_ok`` on a name's wire bytes."""
+    cdef Py_ssize_t k
+    cdef uint8_t c
+    if nl == 0:
+        return False
+    for k in range(nl):
+        c = nm[k]
+        if c == 0x3A or c == 0x20 or c == 0x0A or c == 0x0D:
+            return False
+    if nl == 14:
+        for k in range(14):
+            c = nm[k]
+            if 0x41 <= c <= 0x5A:
+                c += 0x20
+            if c != (<const uint8_t*>b"content-length")[k]:
+                return True
+        return False
+    return True
+
+
+cdef Py_ssize_t _put_line(uint8_t* buf, Py_ssize_t o, bytes name, value, list skip_b) except -1:
+    """An overlay value's line (same rules as ``_sendevent_line``), appended at ``buf + o``."""
+    cdef const uint8_t* nm = <const uint8_t*>PyBytes_AS_STRING(name)
+    cdef Py_ssize_t nl = PyBytes_GET_SIZE(name)
+    cdef bytes vb
+    if value is None or value == "":
+        return o
+    text = str(value)
+    if "\n" in text or "\r" in text or _in_names(skip_b, nm, nl):
+        return o
+    if not _sendevent_name_ok(name.decode("utf-8")):
+        return o
+    vb = (<str>text).encode("utf-8")
+    memcpy(buf + o, nm, nl)
+    buf[o + nl] = 0x3A
+    buf[o + nl + 1] = 0x20
+    memcpy(buf + o + nl + 2, PyBytes_AS_STRING(vb), PyBytes_GET_SIZE(vb))
+    o += nl + 2 + PyBytes_GET_SIZE(vb)
+    buf[o] = 0x0A
+    return o + 1
+
+
 cdef inline _sendevent_line(list out, str name, value, skip):
     if name in skip or value is None or value == "":
         return
@@ -564,32 +627,110 @@ cdef class LazyHeaders:
         Equal to encoding ``[(k, v) for k, v in {**first, **overlay}.items() if k not in skip
         and v]`` (``first``: the first value per name) and then leaving out what a sendevent
         cannot carry: a value with a line break, a name that is empty, holds ``:``, a space or a
-        line break, or is ``Content-Length`` (any case). A plain value without ``%`` is copied
-        from the wire bytes as it is (it decodes to itself)."""
+        line break, or is ``Content-Length`` (any case). Plain values are copied (or unquoted)
+        from the wire bytes straight into the result: no string per header."""
+        if self.kind != 0:
+            return self._sendevent_lines_py(skip, overlay)
+        cdef list skip_b = _encoded_names(skip)
+        cdef list over_k = []
+        cdef list over_v = []
+        cdef Py_ssize_t extra = 64, i, j, k, o = 0, nl, vl, m, tsize, slot, nover, nskip
+        cdef uint64_t h
+        cdef HEnt* e
+        cdef const uint8_t* nm
+        cdef const uint8_t* v
+        cdef bytes kb, vb
+        cdef int32_t* table
+        cdef uint8_t* buf
+        cdef bytearray used
+        for key, value in overlay.items():
+            over_k.append((<str>key).encode("utf-8"))
+            over_v.append(value)
+            extra += len(key) * 4 + len(str(value)) * 4 + 4
+        nover = len(over_k)
+        nskip = len(skip_b)
+        used = bytearray(nover)
+        tsize = 64
+        while tsize < 2 * self.n:
+            tsize *= 2
+        table = <int32_t*>malloc(tsize * sizeof(int32_t))
+        buf = <uint8_t*>malloc(PyBytes_GET_SIZE(self.raw) + extra)
+        if table == NULL or buf == NULL:
+            free(table)
+            free(buf)
+            raise MemoryError()
+        try:
+            for k in range(tsize):
+                table[k] = -1
+            for i in range(self.n):
+                e = &self.ents[i]
+                nm = self.base + e.ns
+                nl = e.nl
+                # first value per name: FNV-1a over the name, open addressing
+                h = 1469598103934665603ULL
+                for k in range(nl):
+                    h = (h ^ nm[k]) * 1099511628211ULL
+                slot = <Py_ssize_t>(h & <uint64_t>(tsize - 1))
+                while table[slot] >= 0:
+                    j = table[slot]
+                    if self.ents[j].nl == nl and memcmp(self.base + self.ents[j].ns, nm, nl) == 0:
+                        break
+                    slot = (slot + 1) & (tsize - 1)
+                if table[slot] >= 0:
+                    continue
+                table[slot] = <int32_t>i
+                for j in range(nover):
+                    kb = over_k[j]
+                    if PyBytes_GET_SIZE(kb) == nl and memcmp(PyBytes_AS_STRING(kb), nm, nl) == 0:
+                        break
+                else:
+                    j = -1
+                if j >= 0:
+                    used[j] = 1
+                    o = _put_line(buf, o, over_k[j], over_v[j], skip_b)
+                    continue
+                if _in_names(skip_b, nm, nl) or not _raw_name_ok(nm, nl):
+                    continue
+                if e.flags & F_UNDEF:
+                    continue  # "" is left out
+                v = self.base + e.vs
+                vl = e.vl
+                if vl == 0:
+                    continue
+                memcpy(buf + o, nm, nl)
+                buf[o + nl] = 0x3A
+                buf[o + nl + 1] = 0x20
+                if e.flags & F_PCT:
+                    m = _unquote(v, vl, buf + o + nl + 2)
+                    if m == 0 or memchr(buf + o + nl + 2, 0x0D, m) != NULL or memchr(buf + o + nl + 2, 0x0A, m) != NULL:
+                        continue
+                    if not _utf8_valid(buf + o + nl + 2, m):
+                        self._value(i)  # raises like every other read of this value
+                        continue
+                else:
+                    if memchr(v, 0x0D, vl) != NULL:
+                        continue
+                    memcpy(buf + o + nl + 2, v, vl)
+                    m = vl
+                buf[o + nl + 2 + m] = 0x0A
+                o += nl + 3 + m
+            for j in range(nover):
+                if not used[j]:
+                    o = _put_line(buf, o, over_k[j], over_v[j], skip_b)
+            return PyBytes_FromStringAndSize(<char*>buf, o)
+        finally:
+            free(table)
+            free(buf)
+
+    def _sendevent_lines_py(self, skip, dict overlay):
         cdef list out = []
         cdef set seen = set()
-        cdef Py_ssize_t i
-        cdef HEnt* e
-        cdef const uint8_t* v
-        for i in range(self.n):
-            name = self._name(i)
+        for name, value in self.pairs():
             if name in seen:
                 continue
             seen.add(name)
             if name in overlay:
                 value = overlay[name]
-            elif name in skip:
-                continue
-            else:
-                e = &self.ents[i]
-                if self.kind == 0 and not (e.flags & (F_PCT | F_UNDEF)):
-                    v = self.base + e.vs
-                    if e.vl == 0 or memchr(v, 0x0D, e.vl) != NULL or not _sendevent_name_ok(name):
-                        continue
-                    out.append(PyBytes_FromStringAndSize(<const char*>self.base + e.ns, e.nl) + b": "
-                               + PyBytes_FromStringAndSize(<const char*>v, e.vl) + b"\n")
-                    continue
-                value = self._value(i)
             _sendevent_line(out, name, value, skip)
         for name, value in overlay.items():
             if name not in seen:
