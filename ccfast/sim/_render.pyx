@@ -10,6 +10,7 @@ None.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.string cimport memchr, memcpy
 
 
@@ -158,4 +159,154 @@ def split_args(str text):
                 start = i
     if start >= 0:
         out.append(text[start:n])
+    return out
+
+
+# ------------------------------------------------------------------ command frames
+
+from ccfast.esl.errors import RemoteProtocolError
+from ccfast.esl._readers import parse_length as _parse_length, split_header_line as _split_header_line
+
+
+cdef class Framer:
+    """The framing of ``ccfast.sim.wire.CommandReader`` (same frames, limits and errors), in C.
+
+    ``next_frame()`` returns ``(line, pairs, body)`` or None: ``pairs`` is a list of
+    ``(name, value)`` bytes, or for a ``sendevent`` with a simple block the tuple
+    ``(subclass, unique_id, content_length, block)`` of :func:`scan_simple_block`."""
+
+    cdef bytes buf
+    cdef Py_ssize_t pos, scan
+    cdef object pending
+    cdef readonly bint eof
+    cdef readonly Py_ssize_t max_header_size, max_body_size
+
+    def __cinit__(self, Py_ssize_t max_header_size, Py_ssize_t max_body_size):
+        self.buf = b""
+        self.pos = self.scan = 0
+        self.pending = None
+        self.eof = False
+        self.max_header_size = max_header_size
+        self.max_body_size = max_body_size
+
+    def feed(self, data):
+        cdef Py_ssize_t n
+        if not data:
+            self.eof = True
+            return
+        n = PyBytes_GET_SIZE(self.buf)
+        if self.pos >= n:
+            self.buf = bytes(data)
+            self.scan = 0
+        else:
+            self.buf = self.buf[self.pos:] + data
+            self.scan = self.scan - self.pos if self.scan > self.pos else 0
+        self.pos = 0
+
+    def buffered_command(self):
+        cdef const unsigned char* b = <const unsigned char*>PyBytes_AS_STRING(self.buf)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(self.buf), p = self.pos
+        while p < n and (b[p] == 10 or b[p] == 13):
+            p += 1
+        return p < n or self.pending is not None
+
+    def next_frame(self):
+        cdef bytes buf = self.buf
+        cdef const unsigned char* b = <const unsigned char*>PyBytes_AS_STRING(buf)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(buf), start, end, s, nl, le, k, eol, vs, length
+        cdef const unsigned char* q
+        cdef bint simple
+        if self.pending is None:
+            start = self.pos
+            while start < n and (b[start] == 10 or b[start] == 13):
+                start += 1
+            self.pos = start
+            s = self.scan if self.scan > start else start
+            end = -1
+            while s < n:
+                q = <const unsigned char*>memchr(b + s, 0x0A, n - s)
+                if q == NULL or (q - b) + 1 >= n:
+                    break
+                if q[1] == 0x0A:
+                    end = q - b
+                    break
+                s = (q - b) + 1
+            if end < 0:
+                if n - start > self.max_header_size:
+                    raise RemoteProtocolError("command block exceeds the size limit")
+                self.scan = n - 1 if n - 1 > start else start
+                if self.eof and n > start:
+                    raise RemoteProtocolError("stream ended inside a command")
+                return None
+            if end - start > self.max_header_size:
+                raise RemoteProtocolError("command block exceeds the size limit")
+            nl = (<const unsigned char*>memchr(b + start, 0x0A, end + 1 - start)) - b
+            le = nl
+            while le > start and b[le - 1] == 0x0D:
+                le -= 1
+            try:
+                line = PyUnicode_DecodeUTF8(<const char*>b + start, le - start, NULL)
+            except UnicodeDecodeError as exc:
+                raise RemoteProtocolError("command line is not valid UTF-8") from exc
+            length = -1
+            if nl >= end:
+                pairs = []
+            else:
+                block = PyBytes_FromStringAndSize(<const char*>b + nl + 1, end - nl)
+                if line.startswith("sendevent "):
+                    found = scan_simple_block(block)
+                    if found is not None:
+                        pairs = found + (block,)
+                        if found[2] is not None:
+                            length = _parse_length(found[2], self.max_body_size)
+                    else:
+                        pairs = [_split_header_line(x.rstrip(b"\r")) for x in block[:len(block) - 1].split(b"\n")]
+                else:
+                    pairs = _simple_pairs(b + nl + 1, end - nl)
+                    if pairs is None:
+                        pairs = [_split_header_line(x.rstrip(b"\r")) for x in block[:len(block) - 1].split(b"\n")]
+                if length < 0 and type(pairs) is list:
+                    for name, value in pairs:
+                        if len(name) == 14 and name.lower() == b"content-length":
+                            length = _parse_length(value, self.max_body_size)
+                            break
+            self.pos = end + 2
+            self.scan = self.pos
+            if length < 0:
+                return line, pairs, None
+            self.pending = (line, pairs, length)
+        line, pairs, length = self.pending
+        if n - self.pos < length:
+            if self.eof:
+                raise RemoteProtocolError("stream ended inside a command body")
+            return None
+        body = buf[self.pos:self.pos + length]
+        self.pos += length
+        self.scan = self.pos
+        self.pending = None
+        return line, pairs, body
+
+
+cdef object _simple_pairs(const unsigned char* p, Py_ssize_t n):
+    """Every line ``Name: value\\n`` (colon-free printable name, no CR): the (name, value) bytes
+    pairs; otherwise None."""
+    cdef Py_ssize_t pos = 0, k, eol, vs
+    cdef const unsigned char* q
+    cdef list out = []
+    while pos < n:
+        q = <const unsigned char*>memchr(p + pos, 0x0A, n - pos)
+        if q == NULL:
+            return None
+        eol = q - p
+        k = pos
+        while k < eol and _name_char(p[k]):
+            k += 1
+        if k == pos or k + 1 >= eol or p[k] != 0x3A or p[k + 1] != 0x20:
+            return None
+        vs = k + 2
+        if memchr(p + vs, 0x0D, eol - vs) != NULL:
+            return None
+        out.append((PyBytes_FromStringAndSize(<const char*>p + pos, k - pos),
+                    PyBytes_FromStringAndSize(<const char*>p + vs, eol - vs)))
+        pos = eol + 1
     return out

@@ -22,10 +22,10 @@ from ccfast.esl._readers import DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_HEADER_SIZE, 
 # every line "Name: value\n" with a colon-free printable name: the first ": " is the separator
 _SIMPLE_BLOCK = re.compile(rb"(?:[!-9;-~]+: [^\n\r]*\n)*")
 _SIMPLE_LINE = re.compile(rb"([!-9;-~]+): ([^\n]*)\n")
-try:  # the C scanner; the regular expressions below give the same results
-    from ._render import scan_simple_block
+try:  # the C scanner and framer; the Python below gives the same results
+    from ._render import Framer, scan_simple_block
 except ImportError:  # pragma: no cover - not built
-    scan_simple_block = None
+    Framer = scan_simple_block = None
 
 _WORD = re.compile(r"[^\s]+\Z")
 _SUBCLASS = re.compile(rb"^(?i:event-subclass): ([^\n]*)$", re.M)
@@ -59,10 +59,15 @@ class CommandReader:
     """``feed(bytes)`` (``b""`` = end of stream), then iterate :meth:`commands`."""
 
     __slots__ = ("max_header_size", "max_body_size", "_buf", "_pos", "_scan", "_pending", "_eof",
-                 "_error")
+                 "_error", "_framer")
+
+    def __new__(cls, *args, use_c: bool = True, **kwargs):
+        if cls is CommandReader and use_c and Framer is not None:
+            cls = FastCommandReader
+        return super().__new__(cls)
 
     def __init__(self, max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
-                 max_body_size: int = DEFAULT_MAX_BODY_SIZE) -> None:
+                 max_body_size: int = DEFAULT_MAX_BODY_SIZE, *, use_c: bool = True) -> None:
         self.max_header_size = max_header_size
         self.max_body_size = max_body_size
         self._buf = b""
@@ -162,7 +167,7 @@ class CommandReader:
                     pairs = _SIMPLE_LINE.findall(block)
             else:
                 pairs = [split_header_line(x.rstrip(b"\r")) for x in block[:-1].split(b"\n")]
-            if length < 0 and type(pairs) is list and b"ength" in block:
+            if length < 0 and type(pairs) is list:
                 for name, value in pairs:
                     if name.lower() == b"content-length":
                         length = parse_length(value, self.max_body_size)
@@ -182,6 +187,28 @@ class CommandReader:
         self._scan = self._pos
         self._pending = None
         return line, pairs, body
+
+
+class FastCommandReader(CommandReader):
+    """:class:`CommandReader` with the framing in C (``_render.Framer``)."""
+
+    __slots__ = ()
+
+    def __init__(self, max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
+                 max_body_size: int = DEFAULT_MAX_BODY_SIZE, *, use_c: bool = True) -> None:
+        self._framer = Framer(max_header_size, max_body_size)
+        self._error = None
+        self.max_header_size = max_header_size
+        self.max_body_size = max_body_size
+
+    def feed(self, data: bytes) -> None:
+        self._framer.feed(data)
+
+    def buffered_command(self) -> bool:
+        return self._framer.buffered_command()
+
+    def _next_frame(self):
+        return self._framer.next_frame()
 
 
 def _build(line: str, pairs, body: bytes | None):
