@@ -366,6 +366,45 @@ async def test_lock_connection_cut_the_queues_move_and_the_callers_follow(pg_dsn
         assert all(c.outcome == "active" for c in callers)
 
 
+async def test_a_node_re_taking_a_queue_it_lost_resumes_its_callers_at_their_place(pg_dsn):
+    """b's lock connection is cut but b reconnects before anyone else takes its queues: b loses
+    them (its waiting callers ended, back through the fallback to a, redirected to b again) and
+    re-takes them under a new generation; the rows b had give way to the database's, so the
+    callers resume under their old member rows (core.members_forget)."""
+    async with cluster(pg_dsn, talk_time=None) as (sim, a, b):
+        queue_b = sorted(b.glue.ready)[0]
+        a.glue.node.ownership.want(set(a.glue.ready))  # a leaves b's queues to b
+        callers = await waiting_callers(sim, b, a, queue_b, 2)
+        core = b.running.service.core
+        before = {m["session_uuid"]: m["uuid"] for m in core.rows("members") if m["queue"] == queue_b}
+        generation = b.glue.node.owns(queue_b)
+        assert await admin_fetch(pg_dsn, "SELECT pg_terminate_backend($1)", b.glue.node.locks.pid) == [(True,)]
+        await wait_for(lambda: b.glue.stats["lost_callers"] == 2, 3)
+        await wait_for(lambda: queue_b in b.glue.ready and b.glue.stats["retaken"] >= 1, 5)
+        assert b.glue.node.owns(queue_b) > generation
+        assert b.glue.stats["rows_forgotten"] == 2
+
+        def waiting():
+            return {m["session_uuid"]: m["uuid"] for m in core.rows("members")
+                    if m["queue"] == queue_b and m["state"] == S.MEMBER_WAITING}
+
+        try:
+            await wait_for(lambda: waiting() == before, 5)
+        except trio.TooSlowError:
+            raise AssertionError((waiting(), before, b.glue.stats, a.glue.stats,
+                                  [(c.outcome, c.continued_in_dialplan, c.resumed) for c in callers]))
+        assert b.glue.stats["readopted"] == 2 and a.glue.stats["redirects"] >= 2
+        assert all(c.outcome == "active" for c in callers)
+        assert not a.running.service.core.rows("members")  # a only passed them on
+        # the database agrees: same rows, Waiting again, written under the new generation
+        await wait_for(lambda: not b.running.writer.backlog)
+        with trio.fail_after(3):
+            while {s: u for s, u, st in await admin_fetch(
+                    pg_dsn, "SELECT session_uuid, uuid, state FROM members WHERE queue = $1", queue_b)
+                    if st == S.MEMBER_WAITING} != before:
+                await trio.sleep(0.05)
+
+
 async def test_graceful_stop_hands_the_queues_over_at_once(pg_dsn):
     async with cluster(pg_dsn, talk_time=None) as (sim, a, b):
         owned_b = set(b.glue.ready)

@@ -95,13 +95,20 @@ class ClusterGlue:
         self._nursery: trio.Nursery | None = None
         self.crashed = False
         self.fenced_off = False  # stopping/crashed: no member row is written any more
+        self._ending: dict[str, set[str]] = {}  # queue -> member uuids ended when it was lost
         self.stats = {"redirects": 0, "claims_refused": 0, "claims_unavailable": 0, "rows_published": 0,
-                      "rows_applied": 0, "readopted": 0, "lost_callers": 0}
+                      "rows_applied": 0, "readopted": 0, "lost_callers": 0, "retaken": 0, "rows_forgotten": 0}
 
     def _generations(self) -> dict[str, int]:
-        """The fence's view: owned queues, none once stopping — a stopping node's cancelled
-        callers stay Waiting in the database, so the next owner re-adopts them at their place."""
-        return {} if self.fenced_off else dict(self.node.ownership.owned)
+        """The fence's view: owned queues whose rows are loaded (``ready``), none once stopping —
+        a stopping node's cancelled callers stay Waiting in the database, so the next owner
+        re-adopts them at their place. A queue gained but not loaded yet is left out: when this
+        node re-takes a queue it lost, its late writes from the loss (the callers it ended) must
+        not reach the rows it is about to read back."""
+        if self.fenced_off:
+            return {}
+        ready = self.ready
+        return {q: g for q, g in self.node.ownership.owned.items() if q in ready}
 
     @property
     def node_id(self) -> str:
@@ -329,7 +336,10 @@ class ClusterGlue:
 
     async def _adopt(self, queue: str, generation: int) -> None:
         core = self.core
+        retake = core.queue_params(queue) is not None and any(m["queue"] == queue for m in core.rows(MEMBERS))
         try:
+            if retake:
+                await self._settle_lost_writes(queue)
             records = await self.raw_store.fetch(
                 select_sql(MEMBERS) + f" WHERE {quote('queue')} = $1 ORDER BY {quote('joined_epoch')}", (queue,))
         except Exception as exc:
@@ -340,15 +350,23 @@ class ClusterGlue:
         if self.node.owns(queue) != generation:
             return  # lost again meanwhile
         names = COLUMN_NAMES[MEMBERS]
+        if retake:
+            # re-taken by this node after losing it: the rows it still has (the callers it ended
+            # are Abandoned there) give way to the database's, which still show them Waiting with
+            # their channel, so they resume at their place like after any takeover. Rows of
+            # callers this node still serves (bridged, answered) stay as they are.
+            service = self.service
+            keep = [] if service is None else [
+                s.member_uuid for s in service.members.values()
+                if s.queue == queue and not s.gone and (s.agent_found or s.is_bridged)]
+            if not core.queue_suspended(queue):
+                core.queue_suspend(queue, True)
+            forgotten = core.members_forget(queue, keep)
+            self.stats["retaken"] += 1
+            self.stats["rows_forgotten"] += len(forgotten)
+            log.info("cluster: queue %s re-taken: %d member row(s) reloaded from the database", queue, len(forgotten))
         known = {m["uuid"] for m in core.rows(MEMBERS) if m["queue"] == queue}
         rows = [dict(zip(names, r)) for r in records]
-        stale = [r for r in rows if r["uuid"] in known]
-        if stale:
-            # re-taken by this node after losing it: its core still holds the rows it had (the
-            # callers it ended are Abandoned there), and the core cannot drop them unjournaled yet,
-            # so those callers do not resume at their place here (docs/cluster.md, limits)
-            log.warning("cluster: queue %s re-taken: %d member row(s) kept as this node had them",
-                        queue, len(stale))
         rows = [r for r in rows if r["uuid"] not in known]
         now = self.clock.now()
         if core.queue_params(queue) is None:
@@ -363,6 +381,22 @@ class ClusterGlue:
         if self.service is not None:
             self.service.changed()
 
+    async def _settle_lost_writes(self, queue: str) -> None:
+        """Before a re-taken queue's rows are read: the callers this node ended when it lost the
+        queue have left (bounded wait: their cancel is in the core), and every journal entry so
+        far has met the fence (the queue is not ``ready``: nothing of it is written)."""
+        ending = self._ending.pop(queue, set())
+        service = self.service
+        own = self.node.ownership
+        with trio.move_on_after(own.stale_after):
+            while service is not None and any(uuid in service.members for uuid in ending):
+                await trio.sleep(0.01)
+        if service is not None:
+            service.flush()
+        if self.writer is not None:
+            with trio.fail_after(own.stale_after):
+                await self.writer.flush()
+
     def _on_lost(self, queue: str, generation: int, reason: str) -> None:
         self.ready.discard(queue)
         self._moved()
@@ -371,9 +405,11 @@ class ClusterGlue:
             core.queue_suspend(queue, True)
         if service is None:
             return
+        ending = self._ending[queue] = set()
         for session in list(service.members.values()):
             if session.queue == queue and not (session.agent_found or session.is_bridged or session.gone):
                 self.stats["lost_callers"] += 1
+                ending.add(session.member_uuid)
                 session.timeout(S.CANCEL_BREAK_OUT)
         service.changed()
 
