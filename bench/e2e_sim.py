@@ -403,6 +403,7 @@ async def main(args) -> None:
                 cprof.disable()
                 cprof.dump_stats(os.environ["CCFAST_SIM_CPROFILE"])
         result["sim_events_built"] = sim.switch.stats["events_built"]
+        result["sim_events_filtered"] = sim.stats["events_filtered"]
         if sim.hub is not None:
             result["sim_writes"], result["sim_reads"] = sim.hub.writes, sim.hub.reads
             result["sim_bytes_written"] = sim.hub.bytes_written

@@ -61,7 +61,8 @@ class Simulator:
         self.connections: list[EslConnection] = []
         self.faults = Faults()          # defaults copied into each new connection
         self.refuse_connections = False
-        self.stats = {"listeners_dropped": 0, "inbound_connections": 0, "socket_connections": 0}
+        self.stats = {"listeners_dropped": 0, "inbound_connections": 0, "socket_connections": 0,
+                      "events_filtered": 0}
         self._nursery: trio.Nursery | None = None
         self._seq = itertools.count(1)
         self._use_hub = hub     # callers' sockets in one epoll task (False: two trio tasks each)

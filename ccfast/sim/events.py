@@ -107,10 +107,12 @@ _ENVELOPE_NAMES = frozenset((
 class EnvelopeBlock(Block):
     """An event's envelope, rendered up front; its items are only built if asked for."""
 
-    __slots__ = ("host", "name", "dates", "ts", "calling", "seq")
+    __slots__ = ("host", "name", "dates", "ts", "calling", "seq", "date_lines")
 
-    def __init__(self, plain: bytes, host: "Host", name: str, dates: tuple, ts: int, calling: tuple, seq: int):
+    def __init__(self, plain: bytes | None, host: "Host", name: str, dates: tuple, ts: int, calling: tuple,
+                 seq: int, date_lines: bytes):
         self._plain = plain
+        self.date_lines = date_lines
         self._items = None
         self._src = None
         self._json = None
@@ -132,6 +134,12 @@ class EnvelopeBlock(Block):
                 ("Event-Calling-Function", calling[1]), ("Event-Calling-Line-Number", str(calling[2])),
                 ("Event-Sequence", str(self.seq))]
         return it
+
+    def plain(self) -> bytes:
+        p = self._plain
+        if p is None:
+            p = self._plain = self.host._render_envelope(self)
+        return p
 
     def get(self, name: str) -> str | None:
         if name == "Event-Name":
@@ -173,7 +181,10 @@ class Host:
             self.seq = seq
             c = self._date_cache
             dl = self._date_lines = (sec, line("Event-Date-Local", c[1]) + line("Event-Date-GMT", c[2]))
-        ts = int(now * 1_000_000)
+        return EnvelopeBlock(None, self, name, self._date_cache, int(now * 1_000_000), calling, seq, dl[1])
+
+    def _render_envelope(self, e: "EnvelopeBlock") -> bytes:
+        name, calling = e.name, e.calling
         nb = self._names.get(name)
         if nb is None:
             nb = self._names[name] = line("Event-Name", name)
@@ -182,9 +193,8 @@ class Host:
             cb = self._calling[calling] = (line("Event-Calling-File", calling[0])
                                            + line("Event-Calling-Function", calling[1])
                                            + line("Event-Calling-Line-Number", str(calling[2])))
-        plain = b"%b%b%bEvent-Date-Timestamp: %d\n%bEvent-Sequence: %d\n" % (
-            nb, self._head, dl[1], ts, cb, seq)
-        return EnvelopeBlock(plain, self, name, self._date_cache, ts, calling, seq)
+        return b"%b%b%bEvent-Date-Timestamp: %d\n%bEvent-Sequence: %d\n" % (
+            nb, self._head, e.date_lines, e.ts, cb, e.seq)
 
     def envelope(self, name: str, calling: tuple[str, str, int], *, first: bool = True
                  ) -> list[tuple[str, str]]:
@@ -246,7 +256,7 @@ class SimEvent:
     def plain_frame(self) -> bytes:
         f = self._plain
         if f is None:
-            parts = [b""]
+            parts = [b""]  # the frame's own header, below
             parts += [b.plain() for b in self.blocks]
             if self.body is not None:
                 body = self.body.encode("utf-8")
@@ -268,3 +278,62 @@ class SimEvent:
             f = self._json = (b"Content-Length: %d\nContent-Type: text/event-json\n\n"
                               % len(inner)) + inner
         return f
+
+
+class ChanEvent(SimEvent):
+    """A channel event (envelope, [pre], the channel's snapshot, [post]) whose blocks are only
+    assembled when someone takes it: most listeners' filters decide from a few headers, looked
+    up here straight from the channel. Used synchronously by the switch (the channel does not
+    change between firing and offering)."""
+
+    __slots__ = ("ch", "env", "pre", "post", "with_vars", "_blocks")
+
+    def __init__(self, name: str, ch, env: EnvelopeBlock, pre, post, with_vars: bool):
+        self.name = name
+        self.subclass = ""
+        self.uuid = ch.uuid
+        self.body = None
+        self._plain = None
+        self._json = None
+        self.raw = False
+        self.ch, self.env, self.pre, self.post, self.with_vars = ch, env, pre, post, with_vars
+        self._blocks = None
+
+    @property
+    def blocks(self) -> list[Block]:
+        b = self._blocks
+        if b is None:
+            b = [self.env]
+            if self.pre:
+                b.append(Block(self.pre))
+            b += self.ch.snapshot_blocks(with_vars=self.with_vars)
+            if self.post:
+                b.append(Block(self.post))
+            self._blocks = b
+        return b
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        if self._blocks is not None:
+            return SimEvent.get(self, name, default)
+        if name in _ENVELOPE_NAMES:
+            return self.env.get(name)
+        if self.pre:
+            for k, v in self.pre:
+                if k == name:
+                    return v
+        ch = self.ch
+        v = ch.state_block().get(name)
+        if v is None:
+            if name.startswith("Caller-"):
+                v = ch.profile_block().get(name)
+            elif name.startswith("Other-"):
+                ob = ch.other_block()
+                v = ob.get(name) if ob is not None else None
+            elif name.startswith("variable_"):
+                if self.with_vars:
+                    v = ch.vars.get(name[9:])
+        if v is None and self.post:
+            for k, x in self.post:
+                if k == name:
+                    return x
+        return default if v is None else v

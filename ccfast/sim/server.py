@@ -125,6 +125,7 @@ class EslConnection:
         if self.closed:
             return
         if self.filters and not self._passes(ev):
+            self.sim.stats["events_filtered"] += 1
             return
         self.push(ev.json_frame() if self.fmt == "json" else ev.plain_frame(), event=True)
 

@@ -19,7 +19,7 @@ import trio
 
 from .channel import Q850, Channel
 from .dialstring import DialStringError, Leg, Originate, parse_originate
-from .events import Block, Host, SimEvent
+from .events import Block, ChanEvent, Host, SimEvent
 from .profiles import ANSWER, NO_ANSWER, AgentProfile, ProfileTable, sample
 from .records import CallRecord, JobRecord, LegRecord
 from .sched import Scheduler
@@ -197,13 +197,8 @@ class Switch:
         targets = self._targets(name, "", ch)
         if not targets:
             return
-        blocks = [self.host.envelope_block(name, calling)]
-        if pre:
-            blocks.append(Block(pre))
-        blocks += ch.snapshot_blocks(with_vars=with_vars)
-        if post:
-            blocks.append(Block(post))
-        self._dispatch(SimEvent(name, blocks, uuid=ch.uuid), targets)
+        self._dispatch(ChanEvent(name, ch, self.host.envelope_block(name, calling), pre, post, with_vars),
+                       targets)
 
     def fire(self, ev: SimEvent, ch: Channel | None = None) -> None:
         self.event_counts[ev.name] = self.event_counts.get(ev.name, 0) + 1
