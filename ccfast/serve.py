@@ -253,6 +253,8 @@ async def _serve(cfg, core, clock: Clock, writer, task_status, *, config_source=
             await nursery.start(box.run)
             service.add_box(box)
         await nursery.start(service.run)
+        if core.readopt_sessions(clock.now()):
+            service.spawn(service.forget_gone_callers)
 
         outbound_port = await nursery.start(
             OutboundHub(service.on_connection).serve, settings.outbound_listen.host, settings.outbound_listen.port

@@ -29,6 +29,8 @@ from .ports import Box
 
 log = logging.getLogger("ccfast.service")
 
+READOPT_CHECK_DELAY = 5.0  # seconds after a restart before absent callers are no longer waited for
+
 
 class Timer:
     """A pending ``Service.call_later``."""
@@ -183,6 +185,31 @@ class Service:
             if not exists:
                 box.router.route(task.leg_uuid, {"Event-Name": "CHANNEL_HANGUP", "Unique-ID": task.leg_uuid,
                                                  "Hangup-Cause": "NORMAL_CLEARING"})
+
+    async def forget_gone_callers(self) -> int:
+        """After a restart: callers waiting to be re-adopted whose channel no box has any more
+        are forgotten (their rows stay Abandoned, as mod_callcenter leaves them) instead of being
+        waited for until ``discard-abandoned-after``. Checked ``READOPT_CHECK_DELAY`` after the
+        start, when callers on their way back (dialplan fallback) have had time to return.
+        Returns how many were forgotten."""
+        await trio.sleep(READOPT_CHECK_DELAY)
+        sessions = self.core.readopt_sessions(self.clock.now())
+        forgotten = 0
+        for session in sessions:
+            alive = False
+            for box in self.boxes.values():
+                try:
+                    if (await box.api(f"uuid_exists {session}")).strip() == "true":
+                        alive = True
+                        break
+                except Exception:
+                    alive = True  # a box that cannot answer may hold it: keep waiting
+                    break
+            if not alive and self.core.readopt_forget(session):
+                forgotten += 1
+        if forgotten:
+            log.info("recovery: %d caller(s) gone while ccfast was down; not waited for", forgotten)
+        return forgotten
 
     def default_box(self) -> Box:
         return next(iter(self.boxes.values()))
