@@ -79,3 +79,23 @@ async def test_restart_after_a_crash_frees_the_agent_and_readopts_the_returning_
         await env.quiesce()
         assert env.core.rows("agents")[0]["calls_answered"] == 1
         env.check_invariants()
+
+
+async def test_restart_forgets_callers_whose_channel_is_gone(tmp_path, monkeypatch):
+    """A caller that hung up while ccfast was down is not waited for until discard-abandoned-after:
+    once the boxes are asked (uuid_exists), its session is no longer re-adoptable."""
+    from ccfast.service import app as service_app
+
+    monkeypatch.setattr(service_app, "READOPT_CHECK_DELAY", 0.2)
+    db = tmp_path / "callcenter.db"
+    _crashed_database(db, int(time.time()) - 30)
+    xml = conf(QUEUE, AGENT, TIER, settings=f'<param name="dbname" value="{db}"/>')
+    async with open_callcenter(xml) as env:
+        service = env.running.service
+        assert env.core.readopt_sessions(service.clock.now()) == {SESSION: "member-1"}
+        with trio.fail_after(5):
+            while env.core.readopt_sessions(service.clock.now()):
+                await trio.sleep(0.05)
+        assert env.api_calls("uuid_exists")  # the box was asked
+        member = env.core.rows("members")[0]
+        assert member["state"] == S.MEMBER_ABANDONED
