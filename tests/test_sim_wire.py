@@ -31,6 +31,11 @@ FRAMES = [
     b"sendmsg\r\ncall-command: execute\r\nexecute-app-name: park\r\n\n",
     b"api status\nHeader:nospace\nX: y\n\n",
     b"sendmsg u1\nCONTENT-LENGTH: 3\nx: y\n\nabc",
+    b"api  uuid_kill   abc  \n\n",
+    b"bgapi originate {a=1}sim/a &park()\nJob-UUID: j1\njob-uuid: j2\n\n",
+    b"bgapi status x\nJob-UUID: \n\n",
+    b"bgapi status x\nX: \xff\n\n",
+    b"API uuid_kill abc\n\n",
 ]
 BAD = [
     b"sendevent CUSTOM\n: novalue\n\n",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from ccfast.esl import RemoteProtocolError, SendEvent, parse_command
+from ccfast.esl import Api, BgApi, RemoteProtocolError, SendEvent, parse_command
 from ccfast.esl._readers import DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_HEADER_SIZE, parse_length, split_header_line
 
 # every line "Name: value\n" with a colon-free printable name: the first ": " is the separator
@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover - not built
     Framer = scan_simple_block = None
 
 _WORD = re.compile(r"[^\s]+\Z")
+_set = object.__setattr__
 _SUBCLASS = re.compile(rb"^(?i:event-subclass): ([^\n]*)$", re.M)
 _UNIQUE_ID = re.compile(rb"^(?i:unique-id): ([^\n]*)$", re.M)
 _CONTENT_LENGTH = re.compile(rb"^(?i:content-length): ([^\n]*)$", re.M)
@@ -211,7 +212,46 @@ class FastCommandReader(CommandReader):
         return self._framer.next_frame()
 
 
+def _api(rest: str) -> Api:
+    """``Api(rest)`` for a one-line ``api``: same fields, without re-checking what framing checked."""
+    cmd, _, args = rest.partition(" ")
+    a = object.__new__(Api)
+    _set(a, "command", cmd)
+    _set(a, "args", args)
+    return a
+
+
+def _bgapi(rest: str, job: str | None) -> BgApi:
+    cmd, _, args = rest.partition(" ")
+    b = object.__new__(BgApi)
+    _set(b, "command", cmd)
+    _set(b, "args", args)
+    _set(b, "job_uuid", job)
+    return b
+
+
 def _build(line: str, pairs, body: bytes | None):
+    # the three commands of every call, built directly when they are plain (the result equals
+    # parse_command's: tests/test_sim_wire.py); anything unusual goes through parse_command
+    if body is None and "\r" not in line:
+        if line.startswith("api "):
+            rest = line[4:].strip()
+            if rest and " " in rest and not pairs and rest.partition(" ")[0]:
+                return _api(rest)
+        elif line.startswith("bgapi "):
+            rest = line[6:].strip()
+            if rest and " " in rest and rest.partition(" ")[0] and type(pairs) is list:
+                job = None
+                try:
+                    for n, v in pairs:
+                        n.decode("utf-8")
+                        v = v.decode("utf-8")   # parse_command decodes every header
+                        if n.lower() == b"job-uuid":
+                            job = v
+                except UnicodeDecodeError:
+                    return parse_command(line, pairs, body)
+                if job is None or (job and _WORD.match(job)):
+                    return _bgapi(rest, job)
     if type(pairs) is tuple:  # a simple sendevent block: (subclass, unique-id, length, raw block)
         sub, uid, _, block = pairs
         name = line[10:].strip()
