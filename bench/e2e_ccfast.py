@@ -36,9 +36,15 @@ async def main(args) -> None:
     cfg.ccfast.metrics_listen = None
     if os.environ.get("CCFAST_STORE_BATCH_MS"):  # A/B of the write-behind window
         cfg.ccfast.store_batch_ms = int(os.environ["CCFAST_STORE_BATCH_MS"])
-    async with trio.open_nursery() as nursery:
+    async with trio.open_nursery() as diagnostics:
         if os.environ.get("CCFAST_LAG"):  # diagnose stalls: trio loop lag over 20 ms, with gc activity
-            nursery.start_soon(_lag_monitor)
+            diagnostics.start_soon(_lag_monitor)
+        await _serve_until_signal(cfg)
+        diagnostics.cancel_scope.cancel()
+
+
+async def _serve_until_signal(cfg) -> None:
+    async with trio.open_nursery() as nursery:
         running = await nursery.start(serve.run, cfg)
         print(json.dumps({"outbound_port": running.outbound_port, "control_port": running.control_port,
                           "pid": os.getpid()}), flush=True)
@@ -58,7 +64,7 @@ async def main(args) -> None:
             stats["box_commands"] = client.commands_sent + (link.commands if link else 0)
             stats["box_writes"] = client.writes + (link.writes if link else 0)
         print(json.dumps({"stats": stats}), flush=True)
-        nursery.cancel_scope.cancel()
+        running.stop()  # as `ccfast serve` on SIGTERM: the writer flushes, then serve.run returns
 
 
 async def _lag_monitor() -> None:
