@@ -99,7 +99,7 @@ class EslConnection:
         self.closed = False
         self._cancel = trio.CancelScope()
         self.events_sent = 0
-        self.commands_seen: list[str] = []
+        self.commands_seen: collections.deque[str] = collections.deque(maxlen=1000)  # the last ones
         self._api_wait: tuple | None = None
 
     # -- event listener interface (called by the switch) ------------------------------------
