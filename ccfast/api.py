@@ -116,6 +116,7 @@ class ApiState:
     cluster: Any = None
     remote_members: list | None = None
     remote_agents: dict | None = None
+    remote_counters: dict | None = None  # queue -> (calls_answered, calls_abandoned) of its owner
 
 
 def agent_rows(state: ApiState) -> list[dict]:
@@ -182,13 +183,24 @@ def queue_list_row(params: QueueParams, answered: int, abandoned: int) -> str:
     return "|".join(str(v) for v in values) + "\n"
 
 
-def queue_list(core) -> str:
+def remote_counters(state: ApiState) -> dict[str, tuple[int, int]]:
+    """Several nodes: {queue: (calls_answered, calls_abandoned)} of the queues this node does not
+    own, as their owner last wrote them (``remote_counters``); empty on a single node."""
+    if state.cluster is None or not state.remote_counters:
+        return {}
+    mine = state.cluster.ready
+    return {q: c for q, c in state.remote_counters.items() if q not in mine}
+
+
+def queue_list(core, counters: dict[str, tuple[int, int]] | None = None) -> str:
+    """``queue list``; ``counters`` replace the core's counters of those queues (the owners'
+    counters of queues another node dispatches)."""
     out = ["|".join(S.QUEUE_LIST_COLUMNS), "\n"]
     for name in sorted(core.queue_names()):  # the module's hash order is arbitrary; ours is by name
         params = core.queue_params(name)
         if params is None:
             continue
-        answered, abandoned = core.queue_counters(name)
+        answered, abandoned = (counters.get(name) if counters else None) or core.queue_counters(name)
         out.append(queue_list_row(params, answered, abandoned))
     out.append(OK)
     return "".join(out)
@@ -413,16 +425,21 @@ def _queue(state: ApiState, action: str, rest: list[str], now: int) -> str:
             return ERR_INVALID
         name = rest[0]
         if action == "load":
-            return _queue_load(state, name, now)
-        if core.queue_params(name) is not None:
-            core.queue_remove(name)
-        if action == "unload":
-            _reload_if_referenced(state, name)
-            return OK
-        return _queue_load(state, name, now)
+            reply = _queue_load(state, name, now)
+        else:
+            if core.queue_params(name) is not None:
+                core.queue_remove(name)
+            if action == "unload":
+                _reload_if_referenced(state, name)
+                reply = OK
+            else:
+                reply = _queue_load(state, name, now)
+        if reply == OK and state.cluster is not None:
+            state.cluster.queue_changed(action, name)  # applied on the other nodes too (feed)
+        return reply
     if action == "list":
         if n < 1:
-            return queue_list(core)
+            return queue_list(core, remote_counters(state))
         sub, queue = rest[0].lower(), _arg(rest, 1)
         if sub == "agents":
             rows = agents_of_queue(core, queue if queue is not None else NULL_TEXT, _arg(rest, 2), _arg(rest, 3),

@@ -161,16 +161,16 @@ class ControlServer:
         if cluster is None or not cluster.wants_prefetch(command, args):
             return self.run_api(command, args)
         try:
-            members, agents = await cluster.prefetch()
+            members, agents, counters = await cluster.prefetch()
         except Exception as exc:  # the database is away: answer from this node's view
             log.warning("cluster listing from this node only: %r", exc)
-            members, agents = None, None
+            members, agents, counters = None, None, None
         # set and cleared around the synchronous call: no other command interleaves
-        state.remote_members, state.remote_agents = members, agents
+        state.remote_members, state.remote_agents, state.remote_counters = members, agents, counters
         try:
             return self.run_api(command, args)
         finally:
-            state.remote_members = state.remote_agents = None
+            state.remote_members = state.remote_agents = state.remote_counters = None
 
     def run_api(self, command: str, args: str) -> str:
         """The output of ``api <command> <args>`` (empty output is sent as ``-ERR no reply``)."""

@@ -331,6 +331,51 @@ async def test_listings_answer_for_the_whole_cluster(pg_dsn):
         assert sorted(view["live_nodes"]) == ["node-a", "node-b"] and view["remote_claims"] == {"a0": "node-b"}
 
 
+def queue_line(listing: str, queue: str) -> list[str]:
+    return next(line for line in listing.splitlines() if line.startswith(queue + "|")).split("|")
+
+
+async def test_queue_commands_reach_every_node_and_queue_list_shows_the_owners_counters(pg_dsn):
+    async with cluster(pg_dsn, talk_time=0.05) as (sim, a, b):
+        queue_b = sorted(b.glue.ready)[0]
+        core_a, core_b = a.running.service.core, b.running.service.core
+        calls = [sim.spawn_caller(CallerSpec(queue=queue_b, cid_number=f"50{i}")) for i in range(2)]
+        with trio.fail_after(8):
+            for c in calls:
+                await c.done.wait()
+        assert [c.outcome for c in calls] == ["bridged", "bridged"]
+        await wait_for(lambda: core_b.queue_counters(queue_b) == (2, 0))
+        assert core_a.queue_counters(queue_b) == (0, 0)  # a passed the callers on
+        # `queue list` on either node shows the owner's counters (b's heartbeat carries them)
+        col = S.QUEUE_LIST_COLUMNS.index("calls_answered")
+        with trio.fail_after(3):
+            while queue_line(await a.cc("queue list"), queue_b)[col] != "2":
+                await trio.sleep(0.05)
+        assert await a.cc("queue list") == await b.cc("queue list")
+        # queue reload on a: b reloads it too (counters restart), b keeps dispatching it
+        assert await a.cc(f"queue reload {queue_b}") == "+OK\n"
+        await wait_for(lambda: b.glue.stats["queue_ops_applied"] == 1, 3)
+        assert core_b.queue_counters(queue_b) == (0, 0) and core_b.queue_params(queue_b) == core_a.queue_params(queue_b)
+        assert queue_b in b.glue.ready and not core_b.queue_suspended(queue_b) and core_a.queue_suspended(queue_b)
+        with trio.fail_after(3):
+            while queue_line(await a.cc("queue list"), queue_b)[col] != "0":
+                await trio.sleep(0.05)
+        # unload on b: gone from a too, and nobody owns it any more; load on a: back everywhere
+        assert await b.cc(f"queue unload {queue_b}") == "+OK\n"
+        await wait_for(lambda: core_a.queue_params(queue_b) is None, 3)
+        assert await a.cc("queue count") == await b.cc("queue count") == f"{len(QUEUES) - 1}\n"
+        await wait_for(lambda: queue_b not in b.glue.node.ownership.owned, 3)
+        assert await a.cc(f"queue load {queue_b}") == "+OK\n"
+        await wait_for(lambda: core_b.queue_params(queue_b) is not None, 3)
+        await wait_for(lambda: queue_b in a.glue.ready | b.glue.ready, 5)
+        assert a.glue.stats["queue_ops_published"] == 2 and b.glue.stats["queue_ops_published"] == 1
+        # and the queue works again, wherever it went
+        again = sim.spawn_caller(CallerSpec(queue=queue_b, cid_number="509"))
+        with trio.fail_after(5):
+            await again.done.wait()
+        assert again.outcome == "bridged"
+
+
 async def waiting_callers(sim, owner: Node, other: Node, queue: str, n: int) -> list:
     """``n`` callers waiting in ``queue`` (all agents logged out), dialled straight to ``owner``,
     with the dialplan fallback after ``socket`` pointing at ``other``."""

@@ -37,6 +37,7 @@ import trio
 
 from .. import config as configmod
 from .. import strings as S
+from ..params import QueueParams
 from ..store.base import select_sql
 from ..store.schema import AGENTS, COLUMN_NAMES, MEMBERS, TIERS, quote
 from .errors import ClusterUnavailable
@@ -44,11 +45,13 @@ from .feed import MAX_PAYLOAD, RESYNC, FeedMessage, encode
 from .fence import FencedStore
 from .keys import NS_NODE, lock_key, node_id
 from .node import ClusterNode
-from .pg import CLAIM_TABLE, NODE_TABLE, ensure_cluster_schema
+from .pg import CLAIM_TABLE, NODE_TABLE, OWNER_TABLE, ensure_cluster_schema
 
 log = logging.getLogger("ccfast.cluster.glue")
 
 ROWS = "rows"  # feed kind: journal entries of agents/tiers from a callcenter_config command
+QUEUE = "queue"  # feed kind: queue load/unload/reload on another node {name, op, params}
+QUEUE_OPS = ("load", "unload", "reload")
 TRANSIENT_AGENT_STATES = (S.STATE_RECEIVING, S.STATE_RESERVED, S.STATE_IN_A_QUEUE_CALL)
 CLAIM_RETRY_DELAY = 0.5  # s: a claim the database did not answer is withdrawn after this pause
 LISTING_WORDS = ("list", "count")
@@ -91,13 +94,15 @@ class ClusterGlue:
         self._precl: dict[str, dict] = {}  # agent -> columns the dispatch pass changed before the claim
         self._api_depth = 0
         self._api_rows: list = []
+        self._api_queues: list[dict] = []  # queue commands of the command being run (published)
         self._owner_cache: dict[str, tuple[str, float]] = {}
         self._nursery: trio.Nursery | None = None
         self.crashed = False
         self.fenced_off = False  # stopping/crashed: no member row is written any more
         self._ending: dict[str, set[str]] = {}  # queue -> member uuids ended when it was lost
         self.stats = {"redirects": 0, "claims_refused": 0, "claims_unavailable": 0, "rows_published": 0,
-                      "rows_applied": 0, "readopted": 0, "lost_callers": 0, "retaken": 0, "rows_forgotten": 0}
+                      "rows_applied": 0, "readopted": 0, "lost_callers": 0, "retaken": 0, "rows_forgotten": 0,
+                      "queue_ops_published": 0, "queue_ops_applied": 0}
 
     def _generations(self) -> dict[str, int]:
         """The fence's view: owned queues whose rows are loaded (``ready``), none once stopping —
@@ -119,6 +124,7 @@ class ClusterGlue:
         """Schema, agents/tiers (no members), the configuration on top, every queue suspended."""
         store, cfg = self.raw_store, self.cfg
         self.core = core
+        self.node.ownership.counters = core.queue_counters  # `queue list` on other nodes
         await store.connect_with_retry()
         await store.ensure_schema()
         await ensure_cluster_schema(self.node.locks)
@@ -300,10 +306,33 @@ class ClusterGlue:
         self._api_depth -= 1
         if self._api_depth == 0:
             rows, self._api_rows = self._api_rows, []
-            if rows:
-                self._spawn(self._publish_rows, rows)
+            queues, self._api_queues = self._api_queues, []
+            if rows or queues:
+                self._spawn(self._publish_command, queues, rows)
             if self.core is not None:
                 self.sync_queues()  # queue load/unload
+
+    def queue_changed(self, op: str, name: str) -> None:
+        """``callcenter_config queue <op> <name>`` succeeded here (the control port tells): the
+        other nodes apply it too, with the parameters this node loaded (so every core has the
+        same queue even if a node's configuration file lags). Published after the command, before
+        its agent/tier rows — the order the command ran in."""
+        if op not in QUEUE_OPS:
+            raise ValueError(f"queue_changed: op must be one of {QUEUE_OPS}, got {op!r}")
+        params = self.core.queue_params(name) if self.core is not None and op != "unload" else None
+        self._api_queues.append({"name": name, "op": op,
+                                 "params": None if params is None else _jsonable(dataclasses.asdict(params))})
+
+    async def _publish_command(self, queues: list[dict], rows: list) -> None:
+        for data in queues:
+            try:
+                await self.node.feed.publish(QUEUE, data)
+                self.stats["queue_ops_published"] += 1
+            except (ClusterUnavailable, ValueError) as exc:
+                log.warning("cluster: queue %s %s not published: %s (apply it on the other nodes)",
+                            data["op"], data["name"], exc)
+        if rows:
+            await self._publish_rows(rows)
 
     async def _publish_rows(self, rows: list) -> None:
         chunk: list = []
@@ -466,6 +495,8 @@ class ClusterGlue:
             elif kind == ROWS:
                 for table, op, key, cols in data.get("rows") or ():
                     self._apply_row(table, op, key, cols)
+            elif kind == QUEUE:
+                self._apply_queue(data["op"], data["name"], data.get("params"))
             elif kind == RESYNC:
                 self._spawn(self._resync, data.get("reason") != "connected")
                 return
@@ -475,6 +506,26 @@ class ClusterGlue:
             log.warning("cluster: feed message %s from %s not applied: %r", kind, msg.origin, exc)
         if self.service is not None:
             self.service.changed()
+
+    def _apply_queue(self, op: str, name: str, params: dict | None) -> None:
+        """Another node's ``queue load/unload/reload``: the queue part only (its agent/tier
+        changes come as ``rows``), as ``api._queue`` does it: reload/unload remove the queue,
+        load/reload set it with the sender's parameters (counters restart at 0); an unloaded queue
+        this node still has callers of is looked up again in its configuration (§2.6 quirk)."""
+        core = self.core
+        if op not in QUEUE_OPS:
+            raise ValueError(f"unknown queue op {op!r}")
+        if op != "load" and core.queue_params(name) is not None:
+            core.queue_remove(name)
+        if op == "unload":
+            cfg = getattr(self.service, "config", None) or self.cfg
+            if cfg.queue_source(name) is not None and any(
+                    m["queue"] == name and m["state"] != S.MEMBER_ANSWERED for m in core.rows(MEMBERS)):
+                configmod.resolve_queue(core, cfg, name)
+        elif params is not None:
+            core.queue_set(QueueParams(**params))
+        self.stats["queue_ops_applied"] += 1
+        self.sync_queues()
 
     def _apply_row(self, table: str, op: str, key: list, cols: dict) -> None:
         core = self.core
@@ -550,8 +601,10 @@ class ClusterGlue:
         words = (args or "").lower()
         return command.lower() in ("callcenter_config", "json") and any(w in words for w in LISTING_WORDS)
 
-    async def prefetch(self) -> tuple[list[dict], dict[str, dict]]:
-        """(member rows of queues this node does not own, agent rows claimed by other nodes)."""
+    async def prefetch(self) -> tuple[list[dict], dict[str, dict], dict[str, tuple[int, int]]]:
+        """(member rows of queues this node does not own, agent rows claimed by other nodes,
+        {queue: (calls_answered, calls_abandoned)} of queues owned elsewhere — the owner's
+        counters as of its last heartbeat)."""
         mine = sorted(self.ready)
         records = await self.raw_store.fetch(
             select_sql(MEMBERS) + f" WHERE NOT ({quote('queue')} = ANY($1::text[])) ORDER BY {quote('joined_epoch')}",
@@ -563,7 +616,10 @@ class ClusterGlue:
             recs = await self.raw_store.fetch(select_sql(AGENTS) + f" WHERE {quote('name')} = ANY($1::text[])",
                                               (remote,))
             agents = {r["name"]: r for r in (dict(zip(COLUMN_NAMES[AGENTS], rec)) for rec in recs)}
-        return members, agents
+        counters = {q: (int(a), int(b)) for q, a, b in await self.node.claim_session.fetch(
+            f"SELECT queue, calls_answered, calls_abandoned FROM {OWNER_TABLE} WHERE NOT (queue = ANY($1::text[]))",
+            mine)}
+        return members, agents, counters
 
     def describe(self) -> dict:
         own = self.node.ownership

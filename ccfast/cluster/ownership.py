@@ -71,6 +71,9 @@ class QueueOwnership:
         self.on_gained = on_gained
         self.on_lost = on_lost
         self.on_reaped: Callable[[list[tuple[str, str]]], None] | None = None  # (agent, dead node) per tick
+        # queue -> (calls_answered, calls_abandoned) of this node, written with each heartbeat so
+        # other nodes can list the owner's counters (None: zeros)
+        self.counters: Callable[[str], tuple[int, int]] | None = None
         self.owned: dict[str, int] = {}  # queue -> generation
         self.wanted: set[str] = set()
         self.registered = False
@@ -115,8 +118,9 @@ class QueueOwnership:
         started = trio.current_time()
         owned = dict(self.owned)
         wanted = set(self.wanted)
+        counters = {q: self._counters(q) for q in owned}
         try:
-            result = await self.session.run(self._aio_tick, owned, wanted)
+            result = await self.session.run(self._aio_tick, owned, wanted, counters)
         except ClusterUnavailable:
             self._lose_all(LOST_CONNECTION)
             raise
@@ -152,7 +156,16 @@ class QueueOwnership:
                 self.on_gained(queue, gen)
         return gained, lost
 
-    async def _aio_tick(self, conn: Any, owned: dict[str, int], wanted: set[str]):
+    def _counters(self, queue: str) -> tuple[int, int]:
+        if self.counters is None:
+            return 0, 0
+        try:
+            return self.counters(queue)
+        except Exception:  # the queue was unloaded meanwhile
+            return 0, 0
+
+    async def _aio_tick(self, conn: Any, owned: dict[str, int], wanted: set[str],
+                        counters: dict[str, tuple[int, int]] | None = None):
         """asyncio side of ``tick``: one coroutine, several statements on the lock connection."""
         me = self.node
         n = await conn.execute(f"UPDATE {NODE_TABLE} SET heartbeat = now() WHERE node = $1 AND pid = pg_backend_pid()", me)
@@ -165,10 +178,12 @@ class QueueOwnership:
                                q, me, owned[q])
             await conn.fetchval("SELECT pg_advisory_unlock($1::int4, $2::int4)", NS_QUEUE, lock_key(q))
         keep = [q for q in owned if q in wanted]
+        counts = [(counters or {}).get(q, (0, 0)) for q in keep]
         rows = await conn.fetch(
-            f"UPDATE {OWNER_TABLE} o SET heartbeat = now() FROM unnest($2::text[], $3::bigint[]) AS f(q, g) "
+            f"UPDATE {OWNER_TABLE} o SET heartbeat = now(), calls_answered = f.a, calls_abandoned = f.b "
+            f"FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) AS f(q, g, a, b) "
             f"WHERE o.queue = f.q AND o.generation = f.g AND o.node = $1 RETURNING o.queue",
-            me, keep, [owned[q] for q in keep])
+            me, keep, [owned[q] for q in keep], [c[0] for c in counts], [c[1] for c in counts])
         still = {r[0] for r in rows}
         # 2. liveness of the other nodes: node lock held by the recorded backend?
         nodes = await conn.fetch(

@@ -53,6 +53,9 @@ SCHEMA = [
         offer_id    BIGINT NOT NULL DEFAULT 0,
         claimed_at  TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp())""",
     f"CREATE INDEX IF NOT EXISTS ccfast_agent_claim_node ON {CLAIM_TABLE} (node)",
+    # the owner's in-memory queue counters (`queue list`), written with each heartbeat
+    f"ALTER TABLE {OWNER_TABLE} ADD COLUMN IF NOT EXISTS calls_answered BIGINT NOT NULL DEFAULT 0",
+    f"ALTER TABLE {OWNER_TABLE} ADD COLUMN IF NOT EXISTS calls_abandoned BIGINT NOT NULL DEFAULT 0",
 ]
 
 
