@@ -95,6 +95,7 @@ CORE_BUCKETS = (
 )
 ESL_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+CLAIM_BUCKETS = (0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 assert set(SL_THRESHOLDS) <= set(WAIT_BUCKETS)
 
 
@@ -104,7 +105,8 @@ class MetricSpec:
     kind: str  # counter | gauge | histogram
     labels: tuple[str, ...]
     help: str
-    source: str = "event"  # event: updated by the facade; scrape: computed from a provider
+    source: str = "event"  # event: updated by the facade; scrape: computed from a provider;
+    # cluster: folded in at scrape time from a ClusterGlue (watch_cluster); 0 on a single node
     per_agent: bool = False  # exported only with Metrics(per_agent=True)
     buckets: tuple[float, ...] = ()
 
@@ -128,6 +130,35 @@ def _c(name, labels, help, per_agent=False):
 def _h(name, labels, help, buckets):
     return MetricSpec(PREFIX + name, "histogram", labels, help, "event", False, buckets)
 
+
+def _cl(name, kind, labels, help, buckets=()):
+    return MetricSpec(PREFIX + "cluster_" + name, kind, labels, help, "cluster", False, buckets)
+
+
+# several nodes (docs/cluster.md): this node's view, from ClusterGlue.metric_totals at scrape time
+CLUSTER_SPECS = (
+    _cl("owned_queues", "gauge", (), "Queues this node owns (holds the lock of) now."),
+    _cl("live_nodes", "gauge", (), "Live ccfast nodes (this one included) as of the last ownership round."),
+    _cl("remote_claims", "gauge", (), "Agents another node is offering (held here)."),
+    _cl("queues_gained", "counter", (), "Queues this node took (start, takeover of a dead node's, re-take)."),
+    _cl("queues_lost", "counter", (), "Queues this node lost (connection lost, lease expired, taken over, released)."),
+    _cl("nodes_terminated", "counter", (), "Hung nodes whose lock connection this node terminated."),
+    _cl("claims_reaped", "counter", (), "Agent claims of dead nodes this node deleted."),
+    _cl("claims", "counter", ("result",),
+        "Agent claims before an offer (claimed; refused: held by another node; unavailable: database "
+        "did not answer)."),
+    _cl("claims_released", "counter", (), "Agent claims this node released."),
+    _cl("claim_seconds", "histogram", (), "Round trip of one agent claim (added to an offer).", CLAIM_BUCKETS),
+    _cl("feed_messages", "counter", ("direction",), "Change-feed messages published / received by this node."),
+    _cl("feed_reconnects", "counter", (), "Change-feed listener reconnects (each followed by a resync)."),
+    _cl("feed_overflows", "counter", (), "Times this node fell too far behind the feed (resync instead)."),
+    _cl("redirects", "counter", (), "Callers moved to the node owning their queue."),
+    _cl("callers_readopted", "counter", (), "Callers of a gained queue made re-adoptable at their place."),
+    _cl("callers_lost", "counter", (), "Waiting callers this node ended because it lost their queue."),
+    _cl("queue_retakes", "counter", (), "Queues this node gained while still holding their rows (re-take)."),
+)
+CLAIM_RESULTS = ("claimed", "refused", "unavailable")
+FEED_DIRECTIONS = ("published", "received")
 
 KPI_SPECS = (
     _g("queue_service_level_ratio", ("queue", "window"),
@@ -178,6 +209,7 @@ SPECS: tuple[MetricSpec, ...] = (
     MetricSpec(PREFIX + "last_dispatch_timestamp_seconds", "gauge", (),
                "Unix time of the last dispatch pass.", "event"),
     MetricSpec(PREFIX + "build_info", "gauge", ("version",), "Always 1; the ccfast version.", "event"),
+    *CLUSTER_SPECS,
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 
@@ -421,7 +453,7 @@ class Metrics:
         self._answered: dict[str, None] = {}  # member uuids counted answered (until their end event)
         self._m: dict[str, Counter | Histogram | Gauge] = {}
         for spec in SPECS:
-            if spec.source != "event" or (spec.per_agent and not per_agent):
+            if spec.source == "scrape" or (spec.per_agent and not per_agent):
                 continue
             if spec.kind == "counter":
                 metric = Counter(spec.name, spec.help, spec.labels, registry=self._base)
@@ -451,6 +483,17 @@ class Metrics:
         without a state), in the scraping thread: it folds counters kept elsewhere (ESL client,
         store writer) into the facade's metrics, so those cost nothing on the hot path."""
         self._scrape_hooks.append(hook)
+
+    def watch_cluster(self, glue) -> "ClusterScrape":
+        """Several nodes: a scrape hook that folds ``glue.metric_totals()`` /
+        ``glue.claim_latencies()`` into the ``ccfast_cluster_*`` metrics (registered always, 0 on a
+        single node, so dashboards and the spec table need no special case; nothing on the hot
+        path)."""
+        if any(isinstance(h, ClusterScrape) for h in self._scrape_hooks):
+            raise MetricsError("watch_cluster: already watching a cluster")
+        hook = ClusterScrape(self, glue)
+        self.add_scrape_hook(hook)
+        return hook
 
     def _run_scrape_hooks(self) -> None:
         for hook in self._scrape_hooks:
@@ -660,6 +703,54 @@ class Metrics:
         return generate_latest(self.registry).decode()
 
 
+class ClusterScrape:
+    """Scrape hook of ``Metrics.watch_cluster``: the glue keeps plain totals anyway; each scrape
+    sets the gauges and adds the counters' deltas since the previous scrape, and observes the
+    claim round trips timed since then (from the claims' last 4,096: with more claims than that
+    between two scrapes the oldest are missing from the histogram, as for store batches)."""
+
+    _GAUGES = ("owned_queues", "live_nodes", "remote_claims")
+    _COUNTERS = ("queues_gained", "queues_lost", "nodes_terminated", "claims_reaped", "claims_released",
+                 "feed_reconnects", "feed_overflows", "redirects", "callers_readopted", "callers_lost",
+                 "queue_retakes")
+
+    def __init__(self, metrics: Metrics, glue) -> None:
+        self.metrics, self.glue = metrics, glue
+        self._seen: dict[str, int] = {}
+        self._timed = 0
+        m = metrics._m
+        for result in CLAIM_RESULTS:  # the labelled series exist from the start
+            m[PREFIX + "cluster_claims"].labels(result)
+        for direction in FEED_DIRECTIONS:
+            m[PREFIX + "cluster_feed_messages"].labels(direction)
+
+    def _delta(self, key: str, total: int) -> int:
+        before = self._seen.get(key, 0)
+        self._seen[key] = total
+        return max(0, total - before)
+
+    def __call__(self) -> None:
+        m = self.metrics._m
+        t = self.glue.metric_totals()
+        p = PREFIX + "cluster_"
+        for key in self._GAUGES:
+            m[p + key].set(t[key])
+        for key in self._COUNTERS:
+            m[p + key].inc(self._delta(key, t[key]))
+        for result in CLAIM_RESULTS:
+            m[p + "claims"].labels(result).inc(self._delta("claims_" + result, t["claims_" + result]))
+        for direction in FEED_DIRECTIONS:
+            m[p + "feed_messages"].labels(direction).inc(self._delta("feed_" + direction, t["feed_" + direction]))
+        timed, recent = self.glue.claim_latencies()
+        new = min(timed - self._timed, len(recent))
+        self._timed = timed
+        if new > 0:
+            hist = m[p + "claim_seconds"]
+            n = len(recent)
+            for i in range(n - new, n):
+                hist.observe(recent[i])
+
+
 _OUTCOME_SET = frozenset(OUTCOMES)
 _RESULT_SET = frozenset(RESULTS)
 _MAX_PENDING = 200_000
@@ -674,7 +765,7 @@ def _seconds(h: Mapping[str, str], end: str, start: str) -> float:
 
 
 __all__ = [
-    "Metrics", "MetricsError", "MetricSpec", "SPECS", "SPEC_BY_NAME", "KPI_SPECS", "StateSnapshot",
+    "Metrics", "MetricsError", "MetricSpec", "SPECS", "CLUSTER_SPECS", "ClusterScrape", "SPEC_BY_NAME", "KPI_SPECS", "StateSnapshot",
     "snapshot_from_rows", "exported_series", "offer_result_for_cause", "outcome_for_cancel",
     "OUTCOMES", "RESULTS", "TRIGGERS", "SL_THRESHOLDS", "WAIT_BUCKETS", "PREFIX",
     "OUTCOME_ANSWERED", "OUTCOME_ABANDONED", "OUTCOME_TIMEOUT", "OUTCOME_NO_AGENT_TIMEOUT",

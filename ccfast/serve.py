@@ -261,6 +261,7 @@ async def _serve(cfg, core, clock: Clock, writer, task_status, *, config_source=
         )
         if cluster is not None:  # sets service.cluster; gives its queues up when this nursery ends
             await nursery.start(cluster.run, service, writer, outbound_port)
+            metrics.watch_cluster(cluster)  # ccfast_cluster_* folded in at scrape time
 
         control = None
         control_port = None

@@ -167,6 +167,28 @@ def build() -> dict:
         (f"sum by (action) (rate(ccfast_events_fired_total{{{INST}}}[$__rate_interval]))", "{{action}}")],
         unit="ops", w=8)
 
+    row("Cluster (several nodes; flat on a single node)")
+    series("Queues owned per node", [
+        (f"ccfast_cluster_owned_queues{{{INST}}}", "{{instance}} owned"),
+        (f"max(ccfast_cluster_live_nodes{{{INST}}})", "live nodes"),
+        (f"sum by (instance) (increase(ccfast_cluster_queues_lost_total{{{INST}}}[$__rate_interval]))",
+         "{{instance}} queues lost"),
+    ], w=8, desc="A queue changing node shows as lost on one instance and owned by another.")
+    series("Agent claims", [
+        (f"sum by (result) (rate(ccfast_cluster_claims_total{{{INST}}}[$__rate_interval]))", "{{result}}/s"),
+        (f"histogram_quantile(0.99, sum by (le) (rate(ccfast_cluster_claim_seconds_bucket{{{INST}}}[$__rate_interval])))",
+         "claim p99 (s)"),
+        (f"sum(ccfast_cluster_remote_claims{{{INST}}})", "held elsewhere"),
+    ], w=8, desc="refused: another node holds the agent; unavailable: the database did not answer.")
+    series("Callers moved between nodes", [
+        (f"sum by (instance) (increase(ccfast_cluster_redirects_total{{{INST}}}[$__rate_interval]))",
+         "{{instance}} redirected"),
+        (f"sum by (instance) (increase(ccfast_cluster_callers_lost_total{{{INST}}}[$__rate_interval]))",
+         "{{instance}} ended (queue lost)"),
+        (f"sum by (instance) (increase(ccfast_cluster_callers_readopted_total{{{INST}}}[$__rate_interval]))",
+         "{{instance}} re-adoptable"),
+    ], w=8)
+
     variables = [
         {"type": "datasource", "name": "datasource", "label": "Data source", "query": "prometheus",
          "current": {}, "hide": 0, "refresh": 1, "regex": "", "options": []},

@@ -16,6 +16,7 @@ import uuid as uuidlib
 
 import pytest
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 
 from ccfast import config as configmod
 from ccfast import strings as S
@@ -257,6 +258,28 @@ async def test_queues_split_callers_redirected_to_the_owner_and_no_agent_offered
 
         await wait_for(lambda: book(a) == book(b), 3)
         assert sum(v[0] for v in book(a).values()) == 40
+        # the Prometheus scrape shows each node's view (ccfast_cluster_*, folded in at scrape time)
+        scraped = {n.name: scrape_cluster(n) for n in (a, b)}
+        for n in (a, b):
+            got = scraped[n.name]
+            assert got["ccfast_cluster_owned_queues"] == 2 and got["ccfast_cluster_live_nodes"] == 2
+            claims = n.glue.node.claims
+            assert got["ccfast_cluster_claims_total{result=claimed}"] == claims.stats["claimed"] > 0
+            assert got["ccfast_cluster_claim_seconds_count"] == claims.timed
+            assert got["ccfast_cluster_feed_messages_total{direction=received}"] == n.glue.node.feed.stats["received"]
+        assert scraped["node-a"]["ccfast_cluster_redirects_total"] == a.glue.stats["redirects"] >= 1
+        assert (scraped["node-a"]["ccfast_cluster_claims_total{result=refused}"]
+                + scraped["node-b"]["ccfast_cluster_claims_total{result=refused}"]) == refused
+
+
+def scrape_cluster(node: Node) -> dict[str, float]:
+    out = {}
+    for fam in text_string_to_metric_families(node.running.metrics.text()):
+        for sample in fam.samples:
+            if sample.name.startswith("ccfast_cluster_") and "le" not in sample.labels:
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                out[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
+    return out
 
 
 async def test_failover_readopts_the_dead_nodes_callers_at_their_place(pg_dsn):

@@ -20,6 +20,7 @@ are deleted by the ownership tick of any live node (``ownership.py``).
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from typing import Any
@@ -51,8 +52,10 @@ class AgentClaims:
         self.node = node
         self.channel = channel
         self.pending_release: dict[str, tuple[int | None, dict | None]] = {}
-        self.samples: list[float] = []  # claim round-trip seconds (bench, metrics)
+        self.samples: list[float] = []  # claim round-trip seconds, the first keep_samples (bench)
         self.keep_samples = keep_samples
+        self.recent: collections.deque[float] = collections.deque(maxlen=4096)  # latest (metrics, at scrape)
+        self.timed = 0  # claims timed so far (recent holds the last min(timed, 4096))
         self.stats = {"claimed": 0, "refused": 0, "released": 0, "release_failures": 0}
 
     async def claim(self, agent: str, *, queue: str = "", member_uuid: str = "", offer_id: int = 0) -> bool:
@@ -65,8 +68,11 @@ class AgentClaims:
         pending = dict(self.pending_release)
         t0 = time.perf_counter()
         ok = await self.session.run(self._aio_claim, agent, queue, member_uuid, offer_id, payload, pending)
+        dt = time.perf_counter() - t0
         if len(self.samples) < self.keep_samples:
-            self.samples.append(time.perf_counter() - t0)
+            self.samples.append(dt)
+        self.recent.append(dt)
+        self.timed += 1
         for a in pending:
             if self.pending_release.get(a) == pending[a]:
                 del self.pending_release[a]

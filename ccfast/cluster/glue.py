@@ -621,6 +621,28 @@ class ClusterGlue:
             mine)}
         return members, agents, counters
 
+    def metric_totals(self) -> dict[str, int]:
+        """Counters and current values for the Prometheus scrape hook (``Metrics.watch_cluster``):
+        cheap, no copies of per-agent data."""
+        own, claims, feed, g = self.node.ownership, self.node.claims, self.node.feed, self.stats
+        return {
+            "owned_queues": len(own.owned), "live_nodes": len(own.live_nodes),
+            "remote_claims": len(self.node.remote_claims),
+            "queues_gained": own.stats["gained"], "queues_lost": own.stats["lost"],
+            "nodes_terminated": own.stats["terminated"], "claims_reaped": own.stats["reaped_claims"],
+            "claims_claimed": claims.stats["claimed"], "claims_refused": g["claims_refused"],
+            "claims_unavailable": g["claims_unavailable"], "claims_released": claims.stats["released"],
+            "feed_published": feed.stats["published"], "feed_received": feed.stats["received"],
+            "feed_reconnects": feed.stats["reconnects"], "feed_overflows": feed.stats["overflows"],
+            "redirects": g["redirects"], "callers_readopted": g["readopted"], "callers_lost": g["lost_callers"],
+            "queue_retakes": g["retaken"],
+        }
+
+    def claim_latencies(self) -> tuple[int, Any]:
+        """(claims timed so far, the latest round trips in seconds, oldest first; up to 4096)."""
+        claims = self.node.claims
+        return claims.timed, claims.recent
+
     def describe(self) -> dict:
         own = self.node.ownership
         return {"node": self.node_id, "address": own.address, "owned": dict(own.owned), "ready": sorted(self.ready),
