@@ -1,18 +1,17 @@
 """Several ``ccfast serve`` nodes on one PostgreSQL, end to end against the simulator (docs/cluster.md).
 
 Two ``serve.run`` in one trio process, each with its own connections (PostgreSQL sees them as two
-processes), one simulated FreeSWITCH box. The simulator has no ``socket`` application; the test
-adds one (``nested_socket``) the way FreeSWITCH runs it: ``sendmsg execute socket <addr>`` inside a
-socket session opens a second outbound session to ``<addr>`` while the first one's app stays
-running, and ``("socket", "host:port")`` in a caller's ``after_socket`` is the dialplan fallback
-that brings a caller whose node went away to another node.
+processes), one simulated FreeSWITCH box. The simulator's ``socket`` application
+(``ccfast/sim/apps.py``) moves callers: ``sendmsg execute socket <addr>`` inside a socket session
+opens a second outbound session to ``<addr>`` while the first one's app stays running, and
+``("socket", "host:port")`` in a caller's ``after_socket`` is the dialplan fallback that brings a
+caller whose node went away to another node.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import uuid as uuidlib
 
 import pytest
 import trio
@@ -23,9 +22,6 @@ from ccfast import strings as S
 from ccfast.esl.inbound import InboundClient
 from ccfast.serve import run
 from ccfast.sim import AgentProfile, CallerSpec, Simulator, Timings
-from ccfast.sim import apps as sim_apps
-from ccfast.sim.server import EslConnection
-from ccfast.sim.switch import ExecMsg, RunningApp, Switch
 from ccfast.store import PostgresStore, aio
 from ccfast.cluster import PgSession, ensure_cluster_schema
 
@@ -34,66 +30,6 @@ from tests.test_store_common import pg_dsn  # noqa: F401  (fixture)
 INTERVAL, STALE = 0.25, 2.0
 QUEUES = [f"q{i}@default" for i in range(4)]
 N_AGENTS = 6
-
-
-# -- FreeSWITCH's socket app, nested and as a dialplan fallback, for the simulator ------------------
-
-async def _open_socket(sim: Simulator, ch, target: tuple[str, int], arg: str = "async full") -> None:
-    """What the ``socket`` app does: connect to ``target`` and let that session control ``ch``."""
-    try:
-        stream = await trio.open_tcp_stream(*target)
-    except OSError:
-        return
-    if not ch.alive:
-        await trio.aclose_forcefully(stream)
-        return
-    data = f"{target[0]}:{target[1]} {arg}"
-    ch.set_vars([("current_application_data", data), ("current_application", "socket"), ("socket_host", target[0])])
-    ch.vars["socket_data"] = data
-    ch.in_socket = True
-    conn = EslConnection(sim, stream, channel=ch, socket_mode="async", control="full", peer=f"socket:{ch.uuid}")
-    ch.socket = conn
-    sim.connections.append(conn)
-    await conn.run()
-
-
-def _target(arg: str) -> tuple[str, int]:
-    host, _, port = arg.split()[0].rpartition(":")
-    return host, int(port)
-
-
-@contextlib.contextmanager
-def nested_socket(sim: Simulator, nursery: trio.Nursery):
-    original_start, original_continue = sim_apps.start, Switch.continue_dialplan
-
-    def start(sw, ch, msg: ExecMsg) -> None:
-        if msg.app != "socket" or sw is not sim.switch:
-            return original_start(sw, ch, msg)
-        app = RunningApp("socket", msg.arg, str(uuidlib.uuid4()), msg.event_lock)
-        ch.app_stack.append(app)
-        sw.fire_chan("CHANNEL_EXECUTE", ch, sim_apps.C_EXEC,
-                     post=[("Application", "socket"), ("Application-Data", msg.arg), ("Application-UUID", app.app_uuid)])
-
-        async def nested() -> None:
-            await _open_socket(sim, ch, _target(msg.arg))
-            sim_apps.complete(sw, ch, app, "_none_")  # the nested app returns when its session ends
-
-        nursery.start_soon(nested)
-
-    def continue_dialplan(sw, ch) -> None:
-        spec = getattr(ch, "caller_spec", None)
-        if sw is sim.switch and spec is not None and spec.after_socket and spec.after_socket[0][0] == "socket":
-            _, arg = spec.after_socket.pop(0)
-            ch.record.continued_in_dialplan = True
-            nursery.start_soon(_open_socket, sim, ch, _target(arg))
-            return
-        original_continue(sw, ch)
-
-    sim_apps.start, Switch.continue_dialplan = start, continue_dialplan
-    try:
-        yield
-    finally:
-        sim_apps.start, Switch.continue_dialplan = original_start, original_continue
 
 
 # -- two nodes ----------------------------------------------------------------------------------------
@@ -181,24 +117,23 @@ async def cluster(pg_dsn, *, talk_time=0.3, ring_time=0.05):
     async with trio.open_nursery() as nursery:
         sim = Simulator(timings=Timings.fast(), profiles=profiles)
         await nursery.start(sim.serve)
-        with nested_socket(sim, nursery):
-            nodes: dict[str, Node] = {}
+        nodes: dict[str, Node] = {}
 
-            async def start(name: str) -> None:
-                nodes[name] = await start_node(nursery, sim, pg_dsn, name)
+        async def start(name: str) -> None:
+            nodes[name] = await start_node(nursery, sim, pg_dsn, name)
 
-            async with trio.open_nursery() as starting:  # together: they split the queues (no rebalancing)
-                starting.start_soon(start, "node-a")
-                starting.start_soon(start, "node-b")
-            a, b = nodes["node-a"], nodes["node-b"]
-            sim.dial_to = a.address
-            await wait_for(lambda: len(a.glue.ready) == 2 and len(b.glue.ready) == 2, 5 + 4 * INTERVAL)
-            # both start-up snapshots wrote agents/tiers: still one row each (fence.py's row lock)
-            assert await admin_fetch(pg_dsn, "SELECT count(*), count(DISTINCT name) FROM agents") == [(N_AGENTS, N_AGENTS)]
-            try:
-                yield sim, a, b
-            finally:
-                nursery.cancel_scope.cancel()
+        async with trio.open_nursery() as starting:  # together: they split the queues (no rebalancing)
+            starting.start_soon(start, "node-a")
+            starting.start_soon(start, "node-b")
+        a, b = nodes["node-a"], nodes["node-b"]
+        sim.dial_to = a.address
+        await wait_for(lambda: len(a.glue.ready) == 2 and len(b.glue.ready) == 2, 5 + 4 * INTERVAL)
+        # both start-up snapshots wrote agents/tiers: still one row each (fence.py's row lock)
+        assert await admin_fetch(pg_dsn, "SELECT count(*), count(DISTINCT name) FROM agents") == [(N_AGENTS, N_AGENTS)]
+        try:
+            yield sim, a, b
+        finally:
+            nursery.cancel_scope.cancel()
 
 
 async def wait_for(pred, timeout: float = 5.0, step: float = 0.02) -> None:

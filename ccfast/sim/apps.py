@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+import trio
+
 from .events import Block, SimEvent
 from .switch import (C_EVENT_APP, C_EXEC, C_EXEC_DONE, C_PLAY_START, C_PLAY_STOP, C_RECORD,
                      ExecMsg, RunningApp, new_uuid)
@@ -84,8 +86,74 @@ def start(sw: "Switch", ch: "Channel", msg: ExecMsg) -> None:
     elif name == "event":
         fire_event_app(sw, ch, arg)
         complete(sw, ch, app, "_none_", pushed=False)
+    elif name == "socket":
+        ch.app_stack.append(app)
+        if sw.socket_app is None or socket_target(arg) is None:
+            complete(sw, ch, app, "_none_")
+        else:
+            sw.socket_app(ch, app, arg)
     else:
         complete(sw, ch, app, "_none_", pushed=False)
+
+
+# -- socket (outbound ESL) --------------------------------------------------------------------
+def socket_target(arg: str) -> tuple[str, int] | None:
+    """``<host:port> [async] [full]`` → (host, port); None when it is not an address."""
+    host, sep, port = (arg.split() or [""])[0].rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def start_socket(sim, ch: "Channel", app: RunningApp | None, arg: str) -> None:
+    """The ``socket`` app (``Switch.socket_app``, bound to the Simulator): connect to
+    ``<host:port>`` and give that outbound session control of ``ch``.
+
+    ``app`` given — run by ``sendmsg execute`` inside another socket session, as ccfast moves a
+    caller to another node: the app stays on the channel's stack while the new session runs (the
+    first session may close without ``resume``: its app is left alone, §2.5) and completes
+    (CHANNEL_EXECUTE_COMPLETE) when the new session ends or cannot connect; the dialplan then goes
+    on after the first ``socket``. ``app`` None — a ``socket`` step of the dialplan fallback
+    (``CallerSpec.after_socket``): a socket session like the caller's first one; a failed connection
+    continues the dialplan. Each session runs in its own trio tasks (not the reactor's hub)."""
+    sim.switch.spawn(_run_socket, sim, ch, app, arg)
+
+
+async def _run_socket(sim, ch: "Channel", app: RunningApp | None, arg: str) -> None:
+    from .server import EslConnection  # here: server imports api, which imports this module
+
+    sw = sim.switch
+    target = socket_target(arg)
+    stream = None
+    try:
+        stream = await trio.open_tcp_stream(*target)
+    except OSError:
+        pass
+    if not ch.alive:
+        if stream is not None:
+            await trio.aclose_forcefully(stream)
+        return
+    if stream is None:
+        if app is not None:
+            complete(sw, ch, app, "_none_")
+        else:
+            sim._socket_failed(ch)
+        return
+    words = arg.split()[1:]
+    data = f"{target[0]}:{target[1]} {' '.join(words)}".rstrip()
+    conn = EslConnection(sim, stream, channel=ch, socket_mode="async" if "async" in words else "static",
+                         control="full" if "full" in words else "single-channel", peer=f"socket:{ch.uuid}")
+    ch.set_vars([("current_application_data", data), ("current_application", "socket"),
+                 ("socket_host", target[0]), ("socket_data", data)])
+    ch.in_socket = True
+    ch.socket = conn
+    sim.connections.append(conn)
+    sim.stats["socket_connections"] += 1
+    try:
+        await conn.run()
+    finally:
+        if app is not None:
+            complete(sw, ch, app, "_none_")
 
 
 def _play(sw: "Switch", ch: "Channel", app: RunningApp) -> None:

@@ -13,6 +13,7 @@ or ``port = await nursery.start(sim.serve)``.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import socket
 import logging
@@ -21,6 +22,7 @@ from typing import AsyncIterator, Callable
 
 import trio
 
+from . import apps
 from .profiles import AgentProfile, ProfileTable
 from .records import CallRecord
 from .hub import SocketHub
@@ -77,6 +79,7 @@ class Simulator:
             sw.started = trio.current_time()
             sw.spawn = nursery.start_soon
             sw.dialer = self._dial
+            sw.socket_app = functools.partial(apps.start_socket, self)  # the `socket` dialplan app
             if self._use_hub:
                 self.hub = SocketHub(self)
                 sw.sched.io = self.hub

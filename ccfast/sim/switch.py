@@ -80,7 +80,7 @@ class CallerSpec:
     variables: dict[str, str] = field(default_factory=dict)   # set before `socket`
     patience: float | None = None       # abandon (hang up the caller side) after N s unbridged
     dtmf: list = field(default_factory=list)   # [(seconds after connect, "digits"), ...]
-    after_socket: list = field(default_factory=list)  # [("set", "x=1"), ("hangup", "CAUSE")]
+    after_socket: list = field(default_factory=list)  # [("set", "x=1"), ("socket", "h:p async full"), ("hangup", "CAUSE")]
     socket_arg: str = "async full"
 
 
@@ -166,6 +166,9 @@ class Switch:
         self.global_vars: dict[str, str] = {}
         self.spawn: Callable[..., Any] | None = None   # nursery.start_soon, set by the Sim
         self.dialer: Callable[[Channel, CallerSpec], Any] | None = None
+        # the `socket` app: (channel, running app or None for a dialplan step, "host:port …"),
+        # set by the Sim (apps.start_socket)
+        self.socket_app: Callable[[Channel, Any, str], Any] | None = None
         self.history: dict[str, list[str]] | None = {} if history else None
         self.event_counts: dict[str, int] = {}
         self.started = 0.0   # set by Simulator.serve (trio clock)
@@ -580,8 +583,15 @@ class Switch:
             rec.continued_in_dialplan = True
         if self.history is not None:
             self.history.setdefault(ch.uuid, []).append("dialplan-continue")
-        for app, arg in (spec.after_socket if spec else []):
+        steps = spec.after_socket if spec else []
+        pos = getattr(ch, "dialplan_pos", 0)
+        for app, arg in steps[pos:]:
+            pos += 1
             if not ch.alive:
+                return
+            if app == "socket" and self.socket_app is not None:
+                ch.dialplan_pos = pos  # when that session ends, the dialplan goes on after it
+                self.socket_app(ch, None, arg)
                 return
             if app == "set":
                 k, _, v = arg.partition("=")
