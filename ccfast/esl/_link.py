@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 import trio
@@ -239,6 +240,8 @@ class _Link:
         self.stream = stream
         self.proto = _connection.ClientProtocol(decoder=decoder)
         self.on_event = on_event
+        # after each chunk read and routed; default: write what the replies' callbacks queued
+        self.after_read: Callable[[], None] | None = None
         self.jobs = jobs
         self.pending = _Fifo()
         self.alive = True
@@ -311,6 +314,31 @@ class _Link:
         finally:
             self._flushing = False
 
+    def flush_nowait(self) -> None:
+        """Write what is queued now, without waiting: one non-blocking ``send`` of everything
+        (the bytes leave in this scheduler step instead of when the writer task next runs).
+        Whatever the kernel does not take, or a flush already in progress, is left to the
+        writer task, in order. Only with a writer task running (the inbound link). Never raises."""
+        out = self._out
+        if not out or self._flushing or not self.alive or self._writer_wake is None:
+            return  # without a writer task the owner flushes (a remainder would be stranded)
+        sock = getattr(self.stream, "socket", None)
+        if sock is None:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        try:
+            sent = os.write(sock.fileno(), data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            sent = 0  # the writer task meets the error and drops the link
+        out.clear()
+        self.writes += 1
+        if sent < len(data):
+            out.append(data[sent:])
+            if self._writer_wake is not None:
+                self._writer_wake.set()
+
     async def _drop(self, why: str) -> None:
         """Lost on our side: also close the stream, so the reader ends and the owner of the
         link notices (the inbound client then reconnects) instead of a half-dead link that
@@ -357,6 +385,10 @@ class _Link:
                 pull, route = self.proto.pull, self._route
                 while (msg := pull()) is not None:
                     route(msg)
+                if self.after_read is not None:
+                    self.after_read()
+                else:
+                    self.flush_nowait()  # commands the replies' callbacks queued leave now
                 if not data:
                     break
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:

@@ -187,8 +187,10 @@ class HubConnection:
 class OutboundHub:
     """Listens for FreeSWITCH ``socket`` connections and serves them all from one task."""
 
-    def __init__(self, on_connection: Callable[[HubConnection], None], *, decoder: str = "auto") -> None:
+    def __init__(self, on_connection: Callable[[HubConnection], None], *, decoder: str = "auto",
+                 after_tick: Callable[[], None] | None = None) -> None:
         self.on_connection = on_connection
+        self.after_tick = after_tick  # called after each wake-up's work (e.g. to write other links)
         self.decoder = decoder
         self.connections: dict[int, HubConnection] = {}
         self.accepted = 0
@@ -230,6 +232,11 @@ class OutboundHub:
                 finally:
                     self._in_tick = False
                     self._flush_dirty()
+                if self.after_tick is not None:
+                    try:
+                        self.after_tick()
+                    except Exception as exc:
+                        self._failures.failed("outbound hub after_tick", exc)
         finally:
             for conn in list(connections.values()):
                 conn.handler = None

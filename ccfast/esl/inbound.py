@@ -100,6 +100,9 @@ class InboundClient:
         self._temp_filters: dict[tuple[str, str], int] = {}
         self._link: _Link | None = None
         self._jobs: dict[str, _Waiter] = {}
+        # called after each chunk the reader routed (replies, job results); None: write the
+        # commands their callbacks queued (flush_nowait)
+        self.after_read: Callable[[], None] | None = None
         self.state = DOWN
         self._up = trio.Event()
         self._down = trio.Event()
@@ -166,6 +169,7 @@ class InboundClient:
                     delay = min(delay * 2, self.backoff_max)
                     continue
                 link = _Link(stream, self.events.put, self._jobs, decoder=self.decoder)
+                link.after_read = self._after_read
                 auth_error: AuthenticationFailed | None = None
                 try:
                     async with trio.open_nursery() as nursery:
@@ -312,6 +316,18 @@ class InboundClient:
             self._conn_scope.cancel()
 
     # -- commands --------------------------------------------------------------------------
+    def _after_read(self) -> None:
+        if self.after_read is not None:
+            self.after_read()
+        else:
+            self.flush_nowait()
+
+    def flush_nowait(self) -> None:
+        """Write the queued commands now if the socket takes them (see ``_Link.flush_nowait``)."""
+        link = self._link
+        if link is not None:
+            link.flush_nowait()
+
     def _require(self) -> _Link:
         link = self._link
         if link is None or not link.alive:

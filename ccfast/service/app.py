@@ -84,6 +84,7 @@ class Service:
             after_pass=self.flush,
             poll_interval=getattr(core, "poll_interval", None),  # the oracle baseline polls
         )
+        self.dispatcher.after_offers = self.push
 
     # -- tasks ------------------------------------------------------------------------------
     def spawn(self, fn, *args) -> None:
@@ -115,6 +116,16 @@ class Service:
             finally:
                 self.failure_log.flush()
 
+    def push(self) -> None:
+        """End of a step of the hot path: a pass runs now if something changed, and what was
+        queued on the box links leaves now (one non-blocking write per link) — not one scheduler
+        batch later in the dispatcher's and each link writer's task."""
+        self.dispatcher.run_if_poked()
+        for box in self.boxes.values():
+            push = getattr(box, "push", None)
+            if push is not None:
+                push()
+
     def soon(self, fn: Callable[[], Any]) -> None:
         """Call ``fn()`` once the current task has reached its next checkpoint (one task runs
         all of them in order): for notifications that must not act in the middle of their
@@ -132,6 +143,7 @@ class Service:
                     fn()
                 except Exception as exc:
                     self.failure_log.failed(f"soon {getattr(fn, '__qualname__', fn)}", exc)
+            self.push()
 
     def call_later(self, delay: float, fn: Callable[[], Any]) -> Timer:
         """Call ``fn()`` after ``delay`` seconds (one task runs every timer); ``cancel()`` on
@@ -155,6 +167,7 @@ class Service:
                         fn()
                     except Exception as exc:
                         self.failure_log.failed(f"timer {getattr(fn, '__qualname__', fn)}", exc)
+            self.push()
             self._timer_wake = trio.Event()
             with trio.move_on_at(timers[0][0] if timers else math.inf):
                 await self._timer_wake.wait()
@@ -166,6 +179,10 @@ class Service:
     # -- boxes and members -------------------------------------------------------------------
     def add_box(self, box: Box) -> None:
         self.boxes[box.name] = box
+        if hasattr(box, "after_events"):
+            # an offer's events and job results may free an agent: pass and write now
+            box.after_events = self.push
+            box.client.after_read = self.push
 
     async def reconcile_box(self, box: Box) -> None:
         """After a box's link came back: settle what happened while it was down.
@@ -222,6 +239,10 @@ class Service:
                 return box
         return self.default_box()
 
+    def after_hub_tick(self) -> None:
+        """The callers' hub handled a batch of sockets: write what it queued on the box links."""
+        self.push()
+
     def on_connection(self, conn) -> None:
         """A caller's outbound ESL connection (``OutboundHub``): serve it to its end."""
         MemberSession(self, conn).start()
@@ -253,8 +274,7 @@ class Service:
         self.stats["offers_started"] += 1
         if self.on_dispatch_latency is not None:
             self._offer_ready[offer.offer_id] = self._ready_point(offer)
-        # after the pass: its events (agent-offering...) go out before the originate
-        self.soon(task.start)
+        task.start()
 
     def _ready_point(self, offer) -> tuple[float, str]:
         """When the pair of this offer became dispatchable, and which side made it so.

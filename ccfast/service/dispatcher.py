@@ -21,7 +21,8 @@ class Dispatcher:
     """Drives ``core.dispatch``/``member_timeouts``/``discard_abandoned`` and the wake-ups.
 
     ``start_offer(offer)`` and ``member_timeout(timeout)`` must not block (they start tasks or set
-    flags); ``after_pass()`` flushes the core's events and journal. ``on_pass_time(seconds)``
+    flags); ``after_pass()`` flushes the core's events and journal (before the offers start, so
+    a pass's events precede its originates); ``after_offers()`` runs last. ``on_pass_time(seconds)``
     receives the time spent inside the core in each pass (``member_timeouts`` +
     ``discard_abandoned`` + ``dispatch``, by ``perf_counter``; not the callbacks nor the flush).
 
@@ -48,6 +49,8 @@ class Dispatcher:
         self._member_timeout = member_timeout
         self._after_pass = after_pass
         self.on_pass_time = on_pass_time
+        self.after_offers: Callable[[], None] | None = None  # after the pass started its offers
+        self._in_pass = False
         # mod_callcenter's cadence for the baseline mode: a pass every poll_interval, pokes ignored
         self.poll_interval = poll_interval
         self._wake = trio.Event()
@@ -64,8 +67,23 @@ class Dispatcher:
             self._changed_at = trio.current_time()
         self._wake.set()
 
+    def run_if_poked(self) -> None:
+        """Run the pass now if something changed since the last one began (the end of a step of
+        the hot path: a batch of callers joined, an offer ended), instead of one scheduler batch
+        later in the loop's task; the loop then finds little to do. Not in the polling baseline
+        mode, and never inside a pass."""
+        if self._changed_at is not None and not self._in_pass and self.poll_interval is None:
+            self.run_pass()
+
     def run_pass(self) -> int:
         """One synchronous pass; returns the number of offers started."""
+        self._in_pass = True
+        try:
+            return self._pass()
+        finally:
+            self._in_pass = False
+
+    def _pass(self) -> int:
         now = self.clock.now()
         started = trio.current_time()
         self.prev_pass_at, self.pass_at = self.pass_at, started
@@ -81,9 +99,11 @@ class Dispatcher:
         core.discard_abandoned(now)
         offers = core.dispatch(now)
         t3 = time.perf_counter()
+        self._after_pass()  # the pass's events go out before its originates
         for offer in offers:
             self._start_offer(offer)
-        self._after_pass()
+        if self.after_offers is not None:
+            self.after_offers()
         self.passes += 1
         self.last_pass = self.clock.time()
         if self.on_pass_time is not None:

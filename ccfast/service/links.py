@@ -81,6 +81,16 @@ class BoxLink:
             if self.core_uuid is None:
                 self.core_uuid = event.get("Core-UUID")
             route(event.get("Unique-ID"), event)
+            self.after_events()
+
+    def after_events(self) -> None:
+        """After routing an event: the service's ``push`` (set by the service), else this link's."""
+        self.client.flush_nowait()
+
+    def push(self) -> None:
+        """Write the commands queued so far now (the end of a step of the hot path), instead of
+        when the link's writer task next runs."""
+        self.client.flush_nowait()
 
     async def api(self, command: str) -> str:
         """``api <command>``'s body; its round trip goes to ``on_command`` (commands that got a
