@@ -116,9 +116,12 @@ class Dispatcher:
             while True:
                 self.run_pass()
                 await trio.sleep(self.poll_interval)
+        first = True
         while True:
             self._wake = trio.Event()
-            self.run_pass()
+            if first or self._changed_at is not None:  # else run_if_poked ran it already
+                self.run_pass()
+            first = False
             next_second = self.core.next_change(self.clock.now())
             deadline = math.inf if next_second is None else self.clock.deadline_for(next_second)
             with trio.move_on_at(deadline) as scope:

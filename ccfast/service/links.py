@@ -76,12 +76,13 @@ class BoxLink:
             self.core_uuid = value
 
     async def _route(self) -> None:
-        route = self.router.route
-        async for event in self.client.events:
+        route, queued = self.router.route, self.client.events
+        async for event in queued:
             if self.core_uuid is None:
                 self.core_uuid = event.get("Core-UUID")
             route(event.get("Unique-ID"), event)
-            self.after_events()
+            if not len(queued):
+                self.after_events()  # once per batch of events
 
     def after_events(self) -> None:
         """After routing an event: the service's ``push`` (set by the service), else this link's."""
