@@ -377,7 +377,7 @@ def main(argv=None) -> int:
         rates = {"core": [100, 200, 500, 1000], "oracle": [10, 50, 100]}
         duration, burst_n, deep_n, deep_oracle_n, frees, fill_timeout = 2.0, 300, 2000, 500, 10, 20.0
     else:
-        rates = {"core": [10, 50, 100, 150, 200, 300, 500, 1000, 1500, 2000, 3000],
+        rates = {"core": [10, 50, 100, 200, 300, 500, 700, 1000, 1200, 1500, 2000],
                  "oracle": [10, 20, 30, 50, 75, 100, 200, 500, 1000]}
         # deep: 19,500, not 20,000 — each waiting caller is one TCP connection in each process and the
         # container's hard RLIMIT_NOFILE is 20,000 (not raisable here)

@@ -34,6 +34,8 @@ async def main(args) -> None:
     cfg.ccfast.outbound_listen = configmod.Address("127.0.0.1", 0)
     cfg.ccfast.control_listen = configmod.Address("127.0.0.1", 0)
     cfg.ccfast.metrics_listen = None
+    if os.environ.get("CCFAST_GC"):  # A/B of serve's GC thresholds, e.g. CCFAST_GC=5000,20,100
+        serve.GC_THRESHOLD = tuple(int(x) for x in os.environ["CCFAST_GC"].split(","))
     if os.environ.get("CCFAST_STORE_BATCH_MS"):  # A/B of the write-behind window
         cfg.ccfast.store_batch_ms = int(os.environ["CCFAST_STORE_BATCH_MS"])
     async with trio.open_nursery() as diagnostics:
@@ -79,6 +81,18 @@ async def _lag_monitor() -> None:
                   f"collected {info['collected']}", file=sys.stderr, flush=True)
     on_gc.t0 = 0.0
     gc.callbacks.append(on_gc)
+    totals = {"n": 0, "s": 0.0}
+
+    def tally(phase, info):
+        if phase == "start":
+            tally.t0 = time.perf_counter()
+        else:
+            totals["n"] += 1
+            totals["s"] += time.perf_counter() - tally.t0
+            if totals["n"] % 200 == 0:
+                print(f"gc total {totals['n']} collections {1000 * totals['s']:.0f} ms", file=sys.stderr, flush=True)
+    tally.t0 = 0.0
+    gc.callbacks.append(tally)
     while True:
         t0 = time.perf_counter()
         await trio.sleep(0.005)
