@@ -48,6 +48,12 @@ async def main(args) -> None:
 async def _serve_until_signal(cfg) -> None:
     async with trio.open_nursery() as nursery:
         running = await nursery.start(serve.run, cfg)
+        if os.environ.get("CCFAST_NO_METRICS"):  # A/B: what the hot path's metric updates cost
+            svc = running.service
+            svc.events_sink = svc.on_dispatch_latency = svc.on_member_hung_up = None
+            svc.dispatcher.on_pass_time = None
+            for box in svc.boxes.values():
+                box.on_command = None
         print(json.dumps({"outbound_port": running.outbound_port, "control_port": running.control_port,
                           "pid": os.getpid()}), flush=True)
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

@@ -77,3 +77,106 @@ async def test_router_delivers_only_to_watchers_of_that_uuid():
             await wb.receive.receive()
             raise AssertionError("b got a's event")
     assert len(router) == 0
+
+
+def test_quote_value_backslashes_and_quotes():
+    assert quote_value("a\\b") == "a\\\\b"
+    assert quote_value("it's") == "'it\\'s'"
+    assert quote_value("tab\there") == "'tab\there'"
+
+
+def test_callback_watches_can_close_themselves_while_routed():
+    router = ChannelRouter()
+    got = []
+    first = router.watch_cb("u1", lambda ev: (got.append(("first", ev)), first.close()))
+    router.watch_cb("u1", lambda ev: got.append(("second", ev)))
+    assert router.route("u1", 1) and router.route("u1", 2)
+    assert got == [("first", 1), ("second", 1), ("second", 2)]
+    bad = router.watch_cb("u2", lambda ev: 1 / 0)  # a watcher's bug is logged, never raised
+    assert router.route("u2", 3)
+    bad.close()
+    bad.close()  # idempotent
+    assert not router.route("u2", 4)
+
+
+class _FakeCore:
+    def __init__(self):
+        self.passes = 0
+
+    def member_timeouts(self, now):
+        return []
+
+    def discard_abandoned(self, now):
+        pass
+
+    def dispatch(self, now):
+        self.passes += 1
+        return []
+
+    def next_change(self, now):
+        return None
+
+    def drain_events(self):
+        return []
+
+    def drain_journal(self):
+        return []
+
+
+async def test_run_if_poked_runs_one_pass_and_the_loop_does_not_repeat_it():
+    from ccfast.service.clock import Clock
+    from ccfast.service.dispatcher import Dispatcher
+
+    core = _FakeCore()
+    d = Dispatcher(core, Clock(), start_offer=lambda o: None, member_timeout=lambda t: None, after_pass=lambda: None)
+    async with trio.open_nursery() as n:
+        await n.start(d.run)
+        await trio.sleep(0.01)
+        assert core.passes == 1  # the first pass
+        d.run_if_poked()
+        assert core.passes == 1  # not poked: nothing to do
+        d.poke()
+        d.run_if_poked()
+        assert core.passes == 2  # ran at once
+        await trio.sleep(0.05)
+        assert core.passes == 2  # the loop woke, found the pass done, did not repeat it
+        d.poke()
+        await trio.sleep(0.05)
+        assert core.passes == 3  # a poke nobody handled: the loop runs it
+        n.cancel_scope.cancel()
+
+
+async def test_oracle_cadence_ignores_run_if_poked():
+    from ccfast.service.clock import Clock
+    from ccfast.service.dispatcher import Dispatcher
+
+    core = _FakeCore()
+    d = Dispatcher(core, Clock(), start_offer=lambda o: None, member_timeout=lambda t: None, after_pass=lambda: None,
+                   poll_interval=10.0)
+    d.poke()
+    d.run_if_poked()
+    assert core.passes == 0
+
+
+async def test_call_later_and_soon_run_in_order_and_cancel():
+    from ccfast.service.app import Service
+
+    class Settings:
+        pass
+
+    svc = Service(_FakeCore(), Settings())
+    out = []
+    async with trio.open_nursery() as n:
+        await n.start(svc.run)
+        svc.call_later(0.05, lambda: out.append("late"))
+        svc.call_later(0.01, lambda: out.append("early"))
+        cancelled = svc.call_later(0.02, lambda: out.append("cancelled"))
+        cancelled.cancel()
+        svc.call_later(0.03, lambda: 1 / 0)  # a failing timer is logged; the others still run
+        svc.soon(lambda: out.append("soon-1"))
+        svc.soon(lambda: out.append("soon-2"))
+        assert out == []  # nothing runs inside the caller's step
+        await trio.sleep(0.1)
+        assert out == ["soon-1", "soon-2", "early", "late"]
+        assert svc.stats.get("task_failures", 0) == 0
+        n.cancel_scope.cancel()
