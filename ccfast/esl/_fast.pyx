@@ -64,6 +64,22 @@ cdef object _decode_frame = _readers.decode_frame
 cdef object _py_plain = _readers.decode_plain_event
 cdef object _py_json = _readers.decode_json_event
 cdef object _parse_length = _readers.parse_length
+
+
+cdef Py_ssize_t _frame_length(const uint8_t* s, Py_ssize_t n, Py_ssize_t limit) except -1:
+    """``_readers.parse_length`` on a frame header's value, without building a bytes object in
+    the common case (1-12 digits within the limit); anything else goes to the reference
+    function for its exact error."""
+    cdef Py_ssize_t i, v = 0
+    if 1 <= n <= 12:
+        for i in range(n):
+            if s[i] < 0x30 or s[i] > 0x39:
+                break
+            v = v * 10 + (s[i] - 0x30)
+        else:
+            if v <= limit:
+                return v
+    return _parse_length(PyBytes_FromStringAndSize(<const char*>s, n), limit)
 cdef object _split_line = _readers.split_header_line
 
 
@@ -1109,7 +1125,7 @@ cdef class MessageReader:
                     vs += 1
                 if not seen_cl and k - pos == 14 and memcmp(b + pos, b"Content-Length", 14) == 0:
                     seen_cl = True
-                    length = _parse_length(PyBytes_FromStringAndSize(<char*>b + vs, eol - vs), self.max_body_size)
+                    length = _frame_length(b + vs, eol - vs, self.max_body_size)
                 elif not seen_ct and k - pos == 12 and memcmp(b + pos, b"Content-Type", 12) == 0:
                     seen_ct = True
                     if eol - vs == 16 and memcmp(b + vs, b"text/event-plain", 16) == 0:

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import os
+import collections
 from typing import Any, Callable
 
 import trio
@@ -70,9 +71,9 @@ class AuthenticationFailed(Exception):
 
 
 class _Fifo:
-    """A FIFO for the short queues of one connection. A ``collections.deque`` costs ~600 bytes
-    even when empty (one 64-slot block), and a waiting caller's connection has two of them;
-    this is a list plus a head index (compacted as it drains), ~60 bytes when empty."""
+    """A FIFO for the reply slots of a waiting caller's connection (``hub.HubConnection``, one per
+    caller): a ``collections.deque`` costs ~600 bytes even when empty (one 64-slot block); this
+    is a list plus a head index (compacted as it drains), ~60 bytes when empty."""
 
     __slots__ = ("_items", "_head")
 
@@ -120,7 +121,7 @@ class EventQueue:
         self.on_overflow = on_overflow
         self.dropped = 0
         self.received = 0
-        self._q = _Fifo()
+        self._q: collections.deque = collections.deque()
         self._wake = trio.Event()
         self._closed = False
 
@@ -191,25 +192,31 @@ class _Waiter:
         self.error: BaseException | None = None
         self.on_reply = on_reply
 
-    def _finish(self) -> None:
+    def set(self, result: Any) -> None:
+        if self.done:
+            return
+        self.result = result
         self.done = True
         if self._event is not None:
             self._event.set()
         if self.on_reply is not None:
             try:
-                self.on_reply(self.error if self.error is not None else self.result)
+                self.on_reply(result)
             except Exception:  # a counter callback must never break the reader
                 pass
 
-    def set(self, result: Any) -> None:
-        if not self.done:
-            self.result = result
-            self._finish()
-
     def fail(self, err: BaseException) -> None:
-        if not self.done:
-            self.error = err
-            self._finish()
+        if self.done:
+            return
+        self.error = err
+        self.done = True
+        if self._event is not None:
+            self._event.set()
+        if self.on_reply is not None:
+            try:
+                self.on_reply(err)
+            except Exception:
+                pass
 
     async def wait(self) -> Any:
         if not self.done:
@@ -243,7 +250,7 @@ class _Link:
         # after each chunk read and routed; default: write what the replies' callbacks queued
         self.after_read: Callable[[], None] | None = None
         self.jobs = jobs
-        self.pending = _Fifo()
+        self.pending: collections.deque = collections.deque()  # one per link: C speed over size
         self.alive = True
         self.auth_request = trio.Event()
         self.disconnect_notice: DisconnectNotice | None = None
@@ -264,7 +271,8 @@ class _Link:
         else with the next :meth:`send`/:meth:`flush` on this link."""
         if not self.alive:
             raise ConnectionLost("not connected")
-        data = self.proto.send(command)
+        # an Encoded command is its bytes (the protocol's checks concern closed links and exit)
+        data = command.data if type(command) is Encoded else self.proto.send(command)
         w = _Waiter(on_reply)
         self.pending.append(w)  # registered before the bytes can leave
         self._out.append(data)
