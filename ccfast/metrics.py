@@ -348,15 +348,17 @@ class _ScrapeCollector(Collector):
 
 
 class _Delegate(Collector):
-    """Exposes another registry's metrics inside ``Metrics.registry``."""
+    """Exposes another registry's metrics inside ``Metrics.registry`` (pending updates first)."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, before: Callable[[], None]) -> None:
         self._registry = registry
+        self._before = before
 
     def describe(self):
         return []
 
     def collect(self):
+        self._before()
         return self._registry.collect()
 
 
@@ -417,6 +419,7 @@ class MetricsError(ValueError):
     """A facade call with a value outside the metric's vocabulary."""
 
 
+_MAX_PENDING_OBS = 4096  # observations of one series kept between two reads before folding
 _H_QUEUE = S.H_CC_QUEUE
 _H_MEMBER = S.H_CC_MEMBER_UUID
 
@@ -469,9 +472,11 @@ class Metrics:
             ProcessCollector(registry=self._base)
             PlatformCollector(registry=self._base)
             GCCollector(registry=self._base)
-        self.registry.register(_Delegate(self._base))
+        self.registry.register(_Delegate(self._base, self.fold))
         self.registry.register(_ScrapeCollector(self))
         self._children: dict[tuple, object] = {}
+        self._pend_inc: dict[tuple, float] = {}
+        self._pend_obs: dict[tuple, list[float]] = {}
 
     # -- wiring ----------------------------------------------------------------------------
     def set_snapshot_provider(self, provider: Callable[[float], StateSnapshot] | None) -> None:
@@ -496,6 +501,7 @@ class Metrics:
         return hook
 
     def _run_scrape_hooks(self) -> None:
+        self.fold()
         for hook in self._scrape_hooks:
             hook()
 
@@ -521,6 +527,7 @@ class Metrics:
 
     def forget_queue(self, queue: str) -> None:
         """Drop every series labelled with a queue that was unloaded."""
+        self.fold()  # its pending updates go with its series
         for key in list(self._children):  # every labelled child is created through _child
             name, labels = key[0], key[1:]
             spec_labels = SPEC_BY_NAME[name].labels
@@ -547,33 +554,64 @@ class Metrics:
             child = self._children[key] = self._m[name].labels(*labels)
         return child
 
+    # The hot path's counter increments and histogram observations are kept as plain numbers
+    # and folded into the prometheus children when the metrics are read (every scrape, text(),
+    # render(), and any collect of ``registry``): prometheus-client takes a lock and checks
+    # the metric on every single update, ~25 updates per call.
+    def _inc(self, key: tuple, amount: float = 1) -> None:
+        pend = self._pend_inc
+        pend[key] = pend.get(key, 0) + amount
+
+    def _observe(self, key: tuple, value: float) -> None:
+        values = self._pend_obs.get(key)
+        if values is None:
+            self._pend_obs[key] = [value]
+        else:
+            values.append(value)
+            if len(values) >= _MAX_PENDING_OBS:  # bounded between scrapes
+                self._fold_observations(key, self._pend_obs.pop(key))
+
+    def _fold_observations(self, key: tuple, values: list) -> None:
+        child = self._child(*key)
+        for value in values:
+            child.observe(value)
+
+    def fold(self) -> None:
+        """Apply the pending updates (called before the metrics are read; trio thread)."""
+        incs, self._pend_inc = self._pend_inc, {}
+        for key, amount in incs.items():
+            self._child(*key).inc(amount)
+        observations, self._pend_obs = self._pend_obs, {}
+        for key, values in observations.items():
+            self._fold_observations(key, values)
+
     # -- hot path: members and calls -------------------------------------------------------
     def member_joined(self, queue: str, resumed: bool = False) -> None:
-        self._child(PREFIX + "queue_joins", queue, "resume" if resumed else "start").inc()
+        self._inc((PREFIX + "queue_joins", queue, "resume" if resumed else "start"))
 
     def member_ended(self, queue: str, outcome: str, wait_s: float, now: float) -> None:
         """A member left ``queue`` with ``outcome`` (one of OUTCOMES) after ``wait_s`` seconds
         (answered: join → agent answered). ``now`` feeds the KPI window."""
         if outcome not in _OUTCOME_SET:
             raise MetricsError(f"unknown outcome {outcome!r}; expected one of {', '.join(OUTCOMES)}")
-        self._child(PREFIX + "queue_calls", queue, outcome).inc()
-        self._child(PREFIX + "queue_wait_seconds", queue, outcome).observe(wait_s)
+        self._inc((PREFIX + "queue_calls", queue, outcome))
+        self._observe((PREFIX + "queue_wait_seconds", queue, outcome), wait_s)
         if self.kpi is not None:
             self.kpi.member_ended(queue, outcome, wait_s, now)
 
     def call_ended(self, queue: str, talk_s: float, wrap_s: float, now: float) -> None:
         """A bridged call of ``queue`` ended after ``talk_s``; the agent wraps up ``wrap_s``."""
-        self._child(PREFIX + "talk_time_seconds", queue).observe(talk_s)
-        self._child(PREFIX + "wrap_up_seconds", queue).observe(wrap_s)
+        self._observe((PREFIX + "talk_time_seconds", queue), talk_s)
+        self._observe((PREFIX + "wrap_up_seconds", queue), wrap_s)
         if self.kpi is not None:
             self.kpi.call_ended(queue, talk_s, wrap_s, now)
 
     def offer_result(self, queue: str, result: str, agent: str | None = None) -> None:
         if result not in _RESULT_SET:
             raise MetricsError(f"unknown offer result {result!r}; expected one of {', '.join(RESULTS)}")
-        self._child(PREFIX + "agent_offers", queue, result).inc()
+        self._inc((PREFIX + "agent_offers", queue, result))
         if self.per_agent and agent:
-            self._child(PREFIX + "agent_offers_by_agent", agent, result).inc()
+            self._inc((PREFIX + "agent_offers_by_agent", agent, result))
 
     def offer_failed(self, queue: str, cause: str, agent: str | None = None) -> str:
         """Count a failed offer by its originate cause; returns the result label used."""
@@ -588,7 +626,7 @@ class Metrics:
             del self._hung_up[next(iter(self._hung_up))]
 
     def event_fired(self, action: str) -> None:
-        self._child(PREFIX + "events_fired", action).inc()
+        self._inc((PREFIX + "events_fired", action))
 
     def observe_events(self, events: Iterable[tuple[str, Mapping[str, str]]], now: float) -> None:
         """Derive joins, outcomes, waits, offers, talk/wrap-up time and fired-event counts from
@@ -601,7 +639,7 @@ class Metrics:
         wrap-up from ``set_wrap_up_lookup`` (0 without one).
         """
         for action, h in events:
-            self._child(PREFIX + "events_fired", action).inc()
+            self._inc((PREFIX + "events_fired", action))
             if action == S.ACTION_MEMBER_QUEUE_START or action == S.ACTION_MEMBER_QUEUE_RESUME:
                 self.member_joined(h[_H_QUEUE], action == S.ACTION_MEMBER_QUEUE_RESUME)
             elif action == S.ACTION_BRIDGE_AGENT_START:
@@ -643,17 +681,17 @@ class Metrics:
 
     def esl_command(self, box: str, command: str, seconds: float) -> None:
         """Round trip of one ESL command; ``command`` is its verb (originate, uuid_bridge, …)."""
-        self._child(PREFIX + "esl_command_seconds", box, command).observe(seconds)
+        self._observe((PREFIX + "esl_command_seconds", box, command), seconds)
 
     def dispatch_latency(self, seconds: float, trigger: str) -> None:
         """Member (``trigger='member'``) or agent (``'agent'``) ready → originate sent."""
         if trigger not in TRIGGERS:
             raise MetricsError(f"unknown dispatch trigger {trigger!r}; expected one of {', '.join(TRIGGERS)}")
-        self._child(PREFIX + "dispatch_latency_seconds", trigger).observe(seconds)
+        self._observe((PREFIX + "dispatch_latency_seconds", trigger), seconds)
 
     def core_decision(self, seconds: float, op: str = "dispatch") -> None:
         """Time of one core call; ``op`` is the method (dispatch, member_timeouts, offer_answered…)."""
-        self._child(PREFIX + "core_decision_seconds", op).observe(seconds)
+        self._observe((PREFIX + "core_decision_seconds", op), seconds)
 
     def dispatched(self, now: float) -> None:
         """A dispatch pass ran at ``now`` (Unix time)."""

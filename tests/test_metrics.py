@@ -280,3 +280,28 @@ def test_docs_describe_every_metric():
     for spec in SPECS:
         shown = spec.name + "_total" if spec.kind == "counter" else spec.name
         assert f"`{shown}`" in text, shown
+
+
+def test_hot_path_updates_are_folded_when_read_and_bounded_between_reads():
+    from ccfast import metrics as metrics_mod
+
+    m = Metrics(process_metrics=False)
+    for _ in range(3):
+        m.offer_result("q", "answered")
+        m.dispatch_latency(0.002, "member")
+    assert m._pend_inc and m._pend_obs  # nothing reached prometheus yet
+    smp = samples(m.text())
+    assert value(smp, PREFIX + "agent_offers_total", queue="q", result="answered") == 3
+    assert value(smp, PREFIX + "dispatch_latency_seconds_count", trigger="member") == 3
+    assert not m._pend_inc and not m._pend_obs
+    # a plain collect of the registry sees them too
+    m.offer_result("q", "answered")
+    fams = {f.name: f for f in m.registry.collect()}
+    got = {s.labels.get("result"): s.value for s in fams[PREFIX + "agent_offers"].samples
+           if s.name.endswith("_total") and s.labels.get("queue") == "q"}
+    assert got["answered"] == 4
+    # many observations without a read: folded in chunks, none lost
+    for _ in range(metrics_mod._MAX_PENDING_OBS + 10):
+        m.core_decision(1e-6)
+    assert len(m._pend_obs.get((PREFIX + "core_decision_seconds", "dispatch"), [])) == 10
+    assert value(samples(m.text()), PREFIX + "core_decision_seconds_count", op="dispatch") == metrics_mod._MAX_PENDING_OBS + 10
