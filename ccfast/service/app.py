@@ -340,8 +340,12 @@ class Service:
     def flush(self) -> None:
         events = self.core.drain_events()
         if events:
+            listeners = self.event_listeners
+            if self.optional_listeners:
+                listeners = listeners + [fn for fn, wanted in self.optional_listeners if wanted()]
+            boxes = [box for box in self.boxes.values() if box.up]
             for action, headers in events:
-                self._fire(action, headers)
+                self._fire(action, headers, listeners, boxes)
             if self.events_sink is not None:
                 self.events_sink(events, self.clock.time())
         journal = self.core.drain_journal()
@@ -358,21 +362,17 @@ class Service:
             if box.up:
                 box.send_presence(presence)
 
-    def _fire(self, action: str, headers) -> None:
+    def _fire(self, action: str, headers, listeners, boxes) -> None:
+        """One core event to the boxes that are up and to ``listeners`` (fixed per flush)."""
         member_uuid = headers.get("CC-Member-UUID", "")
         member = self.members.get(member_uuid) or self._departed.get(member_uuid)
         member_channel = member.data if member is not None else None
         self.stats["events_fired"] += 1
-        listeners = self.event_listeners
-        if self.optional_listeners:
-            listeners = listeners + [fn for fn, wanted in self.optional_listeners if wanted()]
         rendered = render(action, headers, member_channel, None) if listeners else None
-        encoded = None
-        for box in self.boxes.values():
-            if box.up:
-                if encoded is None:  # once for every box
-                    encoded = (encode_sendevent(rendered) if rendered is not None
-                               else encode_event(action, headers, member_channel))
+        if boxes:
+            encoded = (encode_sendevent(rendered) if rendered is not None
+                       else encode_event(action, headers, member_channel))  # once for every box
+            for box in boxes:
                 box.sendevent(rendered, encoded)
         if action == S.ACTION_MEMBERS_COUNT:
             self._presence(headers)
