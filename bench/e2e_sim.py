@@ -35,7 +35,6 @@ import time
 
 import trio
 
-from ccfast.esl import SendMsg
 from ccfast.esl.inbound import InboundClient
 from ccfast.sim import AgentProfile, CallerSpec, Simulator, Timings
 from ccfast.sim.server import EslConnection
@@ -101,14 +100,14 @@ class Probe:
         self.offer: dict[str, float] = {}  # member channel uuid -> first originate received
         self.offers_all: list[tuple[float, str, str]] = []  # (time, member channel, agent)
         probe = self
-        original_dispatch = EslConnection.dispatch
+        original_sendmsg = EslConnection._do_sendmsg
 
-        def dispatch(conn, cmd):
-            if conn.outbound and isinstance(cmd, SendMsg) and cmd.header("execute-app-name") == "answer":
+        def _do_sendmsg(conn, cmd):   # (wrapping dispatch cost a Python call on every command)
+            if conn.outbound and cmd.header("execute-app-name") == "answer":
                 probe.join.setdefault(conn.channel.uuid, trio.current_time())
-            original_dispatch(conn, cmd)
+            original_sendmsg(conn, cmd)
 
-        EslConnection.dispatch = dispatch
+        EslConnection._do_sendmsg = _do_sendmsg
         switch = sim.switch
         original_originate = switch.originate
 
@@ -295,15 +294,22 @@ PROFILE_ENV = "CCFAST_SIM_PROFILE"
 
 def start_self_profile():
     """With ``CCFAST_SIM_PROFILE=<path>`` set, py-spy records this process (raw, 250 Hz) during the
-    workload: ``CCFAST_SIM_PROFILE=/tmp/sim.txt python -m bench.e2e --step steady:300 --modes core``."""
+    workload: ``CCFAST_SIM_PROFILE=/tmp/sim.txt python -m bench.e2e --step steady:300 --modes core``;
+    ``CCFAST_SIM_PROFILE_ARGS`` adds py-spy options (``--native``, ``--rate 1000``)."""
     path = os.environ.get(PROFILE_ENV)
     if not path:
         return None
     import subprocess
 
     spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
-    proc = subprocess.Popen([spy, "record", "--pid", str(os.getpid()), "--format", "raw", "--rate", "250",
-                             "--nonblocking", "-o", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    extra = os.environ.get(PROFILE_ENV + "_ARGS", "").split()   # e.g. "--native --rate 1000"
+    if "--rate" not in extra:
+        extra += ["--rate", "250"]
+    if "--native" not in extra:     # py-spy cannot read native stacks without pausing the process
+        extra.append("--nonblocking")
+    with open(path + ".log", "w") as log:   # py-spy's own messages
+        proc = subprocess.Popen([spy, "record", "--pid", str(os.getpid()), "--format", "raw", *extra, "-o", path],
+                                stdout=subprocess.DEVNULL, stderr=log)
     time.sleep(1.0)  # py-spy attaches
     return proc
 

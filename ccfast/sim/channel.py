@@ -37,6 +37,19 @@ _CODECS = [
 ]
 
 
+_STATE_GET = {
+    "Channel-State": lambda c: c.state, "Channel-Call-State": lambda c: c.call_state,
+    "Channel-State-Number": lambda c: str(c.state_number), "Channel-Name": lambda c: c.name,
+    "Unique-ID": lambda c: c.uuid, "Call-Direction": lambda c: c.direction,
+    "Presence-Call-Direction": lambda c: c.direction,
+    "Channel-HIT-Dialplan": lambda c: "true" if c.hit_dialplan else "false",
+    "Channel-Call-UUID": lambda c: c.call_uuid, "Answer-State": lambda c: c.answer_state,
+    "Hangup-Cause": lambda c: c.hangup_cause or None,
+}
+_STATE_GET.update({k: (lambda c, v=v: v) for k, v in _CODECS})
+_CODEC_LINES = b"".join(line(k, v) for k, v in _CODECS)
+
+
 def now_us() -> int:
     return int(time.time() * 1_000_000)
 
@@ -97,6 +110,9 @@ class Channel:
         self.gone = False
         self._profile_block: Block | None = None
         self._vars_block: Block | None = None
+        self._vars_plain: bytes | None = None
+        self._state_plain: tuple[tuple, bytes] | None = None
+        self._state_mid: bytes | None = None
         self._other_block: Block | None = None
         self._state_block: tuple[tuple, Block] | None = None
         self._vlines: dict[str, bytes] = {}     # var name -> its rendered "variable_<name>: v\n"
@@ -109,18 +125,18 @@ class Channel:
             if name in self.vars:
                 del self.vars[name]
                 del self._vlines[name]
-                self._vars_block = None
+                self._vars_block = self._vars_plain = None
             return
         self.vars[name] = value
         self._vlines[name] = line("variable_" + name, value)
-        self._vars_block = None
+        self._vars_block = self._vars_plain = None
 
     def set_vars(self, pairs) -> None:
         vars_, vlines = self.vars, self._vlines
         for k, v in pairs:
             vars_[k] = v
             vlines[k] = line("variable_" + k, v)
-        self._vars_block = None
+        self._vars_block = self._vars_plain = None
 
     def touch_profile(self) -> None:
         self._profile_block = None
@@ -155,6 +171,27 @@ class Channel:
             d = dict(items)   # its names are unique
             sb = self._state_block = (key, Block(items, getter=d.get))
         return sb[1]
+
+    def state_plain(self) -> bytes:
+        """``state_block().plain()``, rendered from cached parts without the block."""
+        key = (self.state, self.call_state, self.state_number, self.answer_state, self.hangup_cause,
+               self.call_uuid)
+        sp = self._state_plain
+        if sp is not None and sp[0] == key:
+            return sp[1]
+        mid = self._state_mid     # name, uuid, direction, dialplan flag: fixed for the channel
+        if mid is None:
+            d = self.direction
+            mid = self._state_mid = (line("Channel-Name", self.name) + line("Unique-ID", self.uuid)
+                                     + line("Call-Direction", d) + line("Presence-Call-Direction", d)
+                                     + line("Channel-HIT-Dialplan", "true" if self.hit_dialplan else "false"))
+        hc = self.hangup_cause
+        out = b"".join((line("Channel-State", self.state), line("Channel-Call-State", self.call_state),
+                        b"Channel-State-Number: %d\n" % self.state_number, mid,
+                        line("Channel-Call-UUID", self.call_uuid), line("Answer-State", self.answer_state),
+                        line("Hangup-Cause", hc) if hc else b"", _CODEC_LINES))
+        self._state_plain = (key, out)
+        return out
 
     _CONST_PROFILE = ("Direction", "Logical-Direction", "Dialplan", "Caller-ID-Name", "Caller-ID-Number",
                       "Orig-Caller-ID-Name", "Orig-Caller-ID-Number", "Callee-ID-Name",
@@ -241,6 +278,18 @@ class Channel:
                 src=lambda: [("Other-Type", ot)] + o._profile_items("Other-Leg-", other=True),
                 prefix="Other-")
         return b
+
+    def vars_plain(self) -> bytes:
+        """``vars_block().plain()``, without the block."""
+        p = self._vars_plain
+        if p is None:
+            p = self._vars_plain = b"".join(self._vlines.values())
+        return p
+
+    def state_value(self, name: str) -> str | None:
+        """``state_block().get(name)``, without the block."""
+        g = _STATE_GET.get(name)
+        return None if g is None else g(self)
 
     def vars_block(self) -> Block:
         b = self._vars_block

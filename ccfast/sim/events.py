@@ -169,16 +169,19 @@ class Host:
         self._calling: dict[tuple, bytes] = {}
         self._names: dict[str, bytes] = {}
 
-    def envelope_block(self, name: str, calling: tuple[str, str, int]) -> Block:
-        """The envelope of :meth:`envelope` (``first=True``) as a pre-rendered block."""
-        self.seq += 1
-        seq = self.seq
+    def envelope_block(self, name: str, calling: tuple[str, str, int], seq: int | None = None) -> Block:
+        """The envelope of :meth:`envelope` (``first=True``) as a pre-rendered block; *seq*: a
+        sequence number taken earlier (default: the next one)."""
+        if seq is None:
+            self.seq += 1
+            seq = self.seq
         now = time.time()
         sec = int(now)
         dl = self._date_lines
         if dl[0] != sec:
+            cur = self.seq
             self.envelope("", calling)   # refresh the date strings (and undo its seq step)
-            self.seq = seq
+            self.seq = cur
             c = self._date_cache
             dl = self._date_lines = (sec, line("Event-Date-Local", c[1]) + line("Event-Date-GMT", c[2]))
         return EnvelopeBlock(None, self, name, self._date_cache, int(now * 1_000_000), calling, seq, dl[1])
@@ -280,6 +283,37 @@ class SimEvent:
         return f
 
 
+NEED_ENVELOPE = object()   # chan_header: the value is in the envelope, which is not built yet
+
+
+def chan_header(name: str, ev_name: str, ch, pre, post, with_vars: bool):
+    """Header *name* of the channel event ``ev_name`` on *ch* (envelope, [pre], the channel's
+    snapshot, [post]) without building the event: the value, None when absent, or
+    ``NEED_ENVELOPE`` for an envelope header other than ``Event-Name`` (Event-Sequence, dates:
+    only the built event has them). Same answers as ``ChanEvent.get``."""
+    if name in _ENVELOPE_NAMES:
+        return ev_name if name == "Event-Name" else NEED_ENVELOPE
+    if pre:
+        for k, v in pre:
+            if k == name:
+                return v
+    if name.startswith("variable_"):
+        v = ch.vars.get(name[9:]) if with_vars else None
+    else:
+        v = ch.state_value(name)
+        if v is None:
+            if name.startswith("Caller-"):
+                v = ch.profile_block().get(name)
+            elif name.startswith("Other-"):
+                ob = ch.other_block()
+                v = ob.get(name) if ob is not None else None
+    if v is None and post:
+        for k, x in post:
+            if k == name:
+                return x
+    return v
+
+
 class ChanEvent(SimEvent):
     """A channel event (envelope, [pre], the channel's snapshot, [post]) whose blocks are only
     assembled when someone takes it: most listeners' filters decide from a few headers, looked
@@ -312,28 +346,32 @@ class ChanEvent(SimEvent):
             self._blocks = b
         return b
 
+    def plain_frame(self) -> bytes:
+        """The bytes of ``SimEvent.plain_frame`` over :attr:`blocks`, from the channel's cached
+        parts without assembling the blocks."""
+        f = self._plain
+        if f is None:
+            ch = self.ch
+            parts = [b"", self.env.plain()]
+            if self.pre:
+                parts.append(b"".join([line(k, v) for k, v in self.pre]))
+            parts.append(ch.state_plain())
+            parts.append(ch.profile_block().plain())
+            if ch.other is not None:
+                parts.append(ch.other_block().plain())
+            if self.with_vars:
+                parts.append(ch.vars_plain())
+            if self.post:
+                parts.append(b"".join([line(k, v) for k, v in self.post]))
+            parts.append(b"\n")
+            parts[0] = b"Content-Length: %d\nContent-Type: text/event-plain\n\n" % sum(map(len, parts))
+            f = self._plain = b"".join(parts)
+        return f
+
     def get(self, name: str, default: str | None = None) -> str | None:
         if self._blocks is not None:
             return SimEvent.get(self, name, default)
-        if name in _ENVELOPE_NAMES:
-            return self.env.get(name)
-        if self.pre:
-            for k, v in self.pre:
-                if k == name:
-                    return v
-        ch = self.ch
-        v = ch.state_block().get(name)
-        if v is None:
-            if name.startswith("Caller-"):
-                v = ch.profile_block().get(name)
-            elif name.startswith("Other-"):
-                ob = ch.other_block()
-                v = ob.get(name) if ob is not None else None
-            elif name.startswith("variable_"):
-                if self.with_vars:
-                    v = ch.vars.get(name[9:])
-        if v is None and self.post:
-            for k, x in self.post:
-                if k == name:
-                    return x
+        v = chan_header(name, self.name, self.ch, self.pre, self.post, self.with_vars)
+        if v is NEED_ENVELOPE:
+            v = self.env.get(name)
         return default if v is None else v

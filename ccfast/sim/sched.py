@@ -38,6 +38,7 @@ class Timer:
         if not self.cancelled:
             self.cancelled = True
             self.args = ()          # let go of what the callback would have used
+            self.fn = None
             o = self.owner
             if o is not None:
                 o._cancelled += 1

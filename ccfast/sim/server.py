@@ -24,7 +24,7 @@ from ccfast.esl import (Api, Auth, BgApi, Connect, DivertEvents, Exit, Filter, F
                         Resume, SendEvent, SendMsg, Subscribe, UserAuth)
 
 from . import api as sim_api
-from .events import Block, SimEvent
+from .events import NEED_ENVELOPE, Block, SimEvent, chan_header
 from .switch import C_DATA, C_JOB, C_SENDEVENT, ExecMsg, new_uuid
 from .wire import CommandReader, LazySendEvent
 
@@ -150,6 +150,22 @@ class EslConnection:
             self.push(esl.write_disconnect_notice(controlled_session_uuid=ch.uuid,
                                                   disposition="disconnect"))
             self.close()
+
+    def passes_chan(self, name: str, ch, pre, post, with_vars: bool) -> bool | None:
+        """``_passes`` for a channel event not built yet (see ``Switch.fire_chan``); None when a
+        filter needs the built event (an envelope header other than Event-Name)."""
+        for h, v, rx in self.filters:
+            got = chan_header(h, name, ch, pre, post, with_vars)
+            if got is None:
+                continue
+            if got is NEED_ENVELOPE:
+                return None
+            if rx is not None:
+                if rx.search(got):
+                    return True
+            elif got == v:
+                return True
+        return False
 
     def _passes(self, ev: SimEvent) -> bool:
         for h, v, rx in self.filters:
@@ -460,9 +476,15 @@ class EslConnection:
         rec = ch.record
         if rec is not None:
             rec.connect_cmd_at = trio.current_time()
-        blocks = [self.sw.host.envelope_block("CHANNEL_DATA", C_DATA), ch.data_profile_block()] + ch.snapshot_blocks()
-        data = b"".join(b.plain() for b in blocks) + CONNECT_TAIL % (
-            self.socket_mode.encode(), self.control.encode())
+        # envelope, the Channel-* profile copy, then the channel's snapshot (the plain bytes of
+        # [envelope_block, data_profile_block()] + snapshot_blocks(), from the cached parts)
+        parts = [self.sw.host.envelope_block("CHANNEL_DATA", C_DATA).plain(), ch._profile_plain("Channel-"),
+                 ch.state_plain(), ch.profile_block().plain()]
+        if ch.other is not None:
+            parts.append(ch.other_block().plain())
+        parts.append(ch.vars_plain())
+        parts.append(CONNECT_TAIL % (self.socket_mode.encode(), self.control.encode()))
+        data = b"".join(parts)
         self.push(data)
         self.sw.later(self.sim.park_delay, self._park)
         spec = ch.caller_spec

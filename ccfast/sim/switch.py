@@ -196,12 +196,35 @@ class Switch:
         """Fire a channel event: envelope, [pre], channel snapshot, [post]."""
         if self.history is not None:
             self.history.setdefault(ch.uuid, []).append(name)
-        self.event_counts[name] = self.event_counts.get(name, 0) + 1
-        targets = self._targets(name, "", ch)
+        ec = self.event_counts
+        ec[name] = ec.get(name, 0) + 1
+        targets = [l for l in self.listeners if l.wants(name, "", ch)]
+        if ch.listeners:
+            targets += [l for l in ch.listeners if l.wants_own(name, "")]
         if not targets:
             return
-        self._dispatch(ChanEvent(name, ch, self.host.envelope_block(name, calling), pre, post, with_vars),
-                       targets)
+        self.stats["events_built"] += 1
+        host = self.host
+        host.seq += 1
+        seq = host.seq     # the event's number, whether or not anyone takes it
+        ev = None
+        for t in targets:
+            # t.offer(ev), with filters decided from the channel: the event is assembled (its
+            # envelope dated) only when a listener takes it
+            if t.closed:
+                continue
+            if t.filters:
+                ok = t.passes_chan(name, ch, pre, post, with_vars)
+                if ok is None:      # a filter on an envelope header: needs the event
+                    if ev is None:
+                        ev = ChanEvent(name, ch, host.envelope_block(name, calling, seq), pre, post, with_vars)
+                    ok = t._passes(ev)
+                if not ok:
+                    t.sim.stats["events_filtered"] += 1
+                    continue
+            if ev is None:
+                ev = ChanEvent(name, ch, host.envelope_block(name, calling, seq), pre, post, with_vars)
+            t.push(ev.json_frame() if t.fmt == "json" else ev.plain_frame(), event=True)
 
     def fire(self, ev: SimEvent, ch: Channel | None = None) -> None:
         self.event_counts[ev.name] = self.event_counts.get(ev.name, 0) + 1

@@ -212,6 +212,10 @@ class FastCommandReader(CommandReader):
         return self._framer.next_frame()
 
 
+_PARSED: dict = {}     # (command line, header pairs) -> parse_command's (frozen) result
+_PARSED_MAX = 4096
+
+
 def _api(rest: str) -> Api:
     """``Api(rest)`` for a one-line ``api``: same fields, without re-checking what framing checked."""
     cmd, _, args = rest.partition(" ")
@@ -252,6 +256,17 @@ def _build(line: str, pairs, body: bytes | None):
                     return parse_command(line, pairs, body)
                 if job is None or (job and _WORD.match(job)):
                     return _bgapi(rest, job)
+    if body is None and type(pairs) is list:
+        # the same commands come again and again (connect, resume, linger, myevents, filters,
+        # sendmsg execute answer): the parsed objects are immutable, so parse each once
+        key = (line, *pairs) if pairs else line
+        cmd = _PARSED.get(key)
+        if cmd is None:
+            cmd = parse_command(line, pairs, body)
+            if len(_PARSED) >= _PARSED_MAX:
+                _PARSED.clear()
+            _PARSED[key] = cmd
+        return cmd
     if type(pairs) is tuple:  # a simple sendevent block: (subclass, unique-id, length, raw block)
         sub, uid, _, block = pairs
         name = line[10:].strip()
