@@ -26,7 +26,10 @@ Contract:
   ``jitter`` (a fraction of the delay, random), re-sends the subscriptions and filters in the
   order they were made, then awaits ``on_reconnect(client)`` (reconciliation hook).
 * The reader never blocks on consumers: events go to a bounded :class:`EventQueue` (overflow
-  policy and counter documented there; ``events.dropped``).
+  policy and counter documented there; ``events.dropped``), or, with ``on_event`` set, to that
+  callback from the reader itself (no queue, no task hop; ``events.received`` still counts).
+  ``after_read`` runs after each chunk the reader routed (default: write what the replies'
+  callbacks queued, ``flush_nowait``).
 * A dead peer is detected by ``liveness_interval``: when nothing was received for that long an
   ``api status`` must answer within ``liveness_timeout`` or the link is dropped (and reconnected).
 * ``state`` is ``"connecting"``, ``"up"``, ``"down"`` or ``"closed"``; ``on_state(state)`` is
@@ -103,6 +106,9 @@ class InboundClient:
         # called after each chunk the reader routed (replies, job results); None: write the
         # commands their callbacks queued (flush_nowait)
         self.after_read: Callable[[], None] | None = None
+        # events handed to this callback by the reader instead of queued in ``events`` (no task
+        # hop); it must not block; its exceptions are logged, never raised into the reader
+        self.on_event: Callable[[Any], None] | None = None
         self.state = DOWN
         self._up = trio.Event()
         self._down = trio.Event()
@@ -168,7 +174,7 @@ class InboundClient:
                     await self._sleep_backoff(delay)
                     delay = min(delay * 2, self.backoff_max)
                     continue
-                link = _Link(stream, self.events.put, self._jobs, decoder=self.decoder)
+                link = _Link(stream, self._deliver, self._jobs, decoder=self.decoder)
                 link.after_read = self._after_read
                 auth_error: AuthenticationFailed | None = None
                 try:
@@ -316,6 +322,17 @@ class InboundClient:
             self._conn_scope.cancel()
 
     # -- commands --------------------------------------------------------------------------
+    def _deliver(self, msg: Any) -> None:
+        handler = self.on_event
+        if handler is None:
+            self.events.put(msg)
+            return
+        self.events.received += 1
+        try:
+            handler(msg)
+        except Exception:
+            log.exception("inbound %s:%s: event handler failed", self.host, self.port)
+
     def _after_read(self) -> None:
         if self.after_read is not None:
             self.after_read()

@@ -179,10 +179,10 @@ class Service:
     # -- boxes and members -------------------------------------------------------------------
     def add_box(self, box: Box) -> None:
         self.boxes[box.name] = box
-        if hasattr(box, "after_events"):
+        client = getattr(box, "client", None)
+        if client is not None:
             # an offer's events and job results may free an agent: pass and write now
-            box.after_events = self.push
-            box.client.after_read = self.push
+            client.after_read = self.push
 
     async def reconcile_box(self, box: Box) -> None:
         """After a box's link came back: settle what happened while it was down.

@@ -47,6 +47,7 @@ class BoxLink:
             host, port, password, events=BOX_EVENTS, filters=BOX_FILTERS, on_reconnect=on_reconnect,
             on_state=on_state,
         )
+        self.client.on_event = self._on_event  # routed from the reader: no queue, no task hop
         self.events_dropped = 0
         self.commands_failed = 0  # fire-and-forget commands whose reply was -ERR or never came
         # on_command(verb, seconds): round trip of each awaited api/bgapi (metrics); None = off
@@ -59,7 +60,6 @@ class BoxLink:
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.client.run)
-            nursery.start_soon(self._route)
             await self._learn_identity()
             task_status.started(self)
 
@@ -75,18 +75,11 @@ class BoxLink:
         if value and not value.startswith("-"):
             self.core_uuid = value
 
-    async def _route(self) -> None:
-        route, queued = self.router.route, self.client.events
-        async for event in queued:
-            if self.core_uuid is None:
-                self.core_uuid = event.get("Core-UUID")
-            route(event.get("Unique-ID"), event)
-            if not len(queued):
-                self.after_events()  # once per batch of events
-
-    def after_events(self) -> None:
-        """After routing an event: the service's ``push`` (set by the service), else this link's."""
-        self.client.flush_nowait()
+    def _on_event(self, event) -> None:
+        """From the link's reader, in wire order (after each chunk ``client.after_read`` runs)."""
+        if self.core_uuid is None:
+            self.core_uuid = event.get("Core-UUID")
+        self.router.route(event.get("Unique-ID"), event)
 
     def push(self) -> None:
         """Write the commands queued so far now (the end of a step of the hot path), instead of
