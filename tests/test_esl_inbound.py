@@ -268,3 +268,22 @@ def test_api_nowait_fast_path_writes_the_same_bytes_as_api():
         client.api_nowait("uuid_kill abc\nexit")
     with pytest.raises(LocalProtocolError):
         client.api_nowait(" leading space")
+
+
+async def test_on_event_gets_events_from_the_reader_and_after_read_follows_each_chunk():
+    async with open_simulator(timings=T) as sim, trio.open_nursery() as n:
+        c = await _client(n, sim, events=["BACKGROUND_JOB", "CHANNEL_ANSWER"])
+        got, chunks = [], []
+        c.on_event = got.append
+        c.after_read = lambda: chunks.append(len(got))
+        body = await c.bgapi("originate", "{origination_uuid=agent-9}sim/agent/a &park()")
+        assert body.startswith("+OK")
+        with trio.fail_after(2):
+            while not any(e.get("Event-Name") == "BACKGROUND_JOB" for e in got):
+                await trio.sleep(0.01)
+        assert len(c.events) == 0 and c.events.received >= len(got) > 0
+        assert chunks  # the hook ran after the chunks
+        c.on_event = lambda e: 1 / 0  # a failing handler is logged; the link stays up
+        await c.bgapi("originate", "{origination_uuid=agent-10}sim/agent/a &park()")
+        assert c.is_up
+        n.cancel_scope.cancel()
