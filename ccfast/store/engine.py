@@ -196,7 +196,10 @@ class Store:
 
         done = await self._run(body)
         for line in done:
-            log.warning("store: schema of %s: %s", self.describe(), line)
+            # a table created because it was missing is how every new database starts: INFO;
+            # a migration or a re-created old table is worth an operator's attention: WARNING
+            level = logging.INFO if line.endswith(": created (missing)") else logging.WARNING
+            log.log(level, "store: schema of %s: %s", self.describe(), line)
         return done
 
     async def write_changes(self, changes: list[Change], *, replay: bool = False) -> None:
