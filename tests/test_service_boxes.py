@@ -147,3 +147,39 @@ async def test_leg_answered_while_the_link_is_down_is_hung_up_after_reconnect():
         left = [(c.name, c.role, c.uuid == leg.uuid) for c in sim.switch.channels.values() if c.alive]
         assert not left
         nursery.cancel_scope.cancel()
+
+
+async def test_a_box_that_is_down_at_start_does_not_keep_the_others_waiting(monkeypatch):
+    """fs2 does not answer: ccfast opens its listeners after START_WAIT and serves fs1's callers;
+    fs2 joins when it comes up (its Core-UUID learned then)."""
+    from ccfast.service import links
+
+    monkeypatch.setattr(links, "START_WAIT", 0.3)
+    profiles = {"a1": AgentProfile("a1", talk_time=0.1), "a2": AgentProfile("a2", talk_time=0.1)}
+    async with trio.open_nursery() as nursery:
+        with trio.socket.socket() as placeholder:  # a port nobody listens on yet
+            await placeholder.bind(("127.0.0.1", 0))
+            port2 = placeholder.getsockname()[1]
+        sims = [Simulator(timings=Timings.fast(), profiles=profiles, hostname=f"fs{i}", port=p)
+                for i, p in ((1, 0), (2, port2))]
+        port1 = await nursery.start(sims[0].serve)
+        for sim in sims:
+            sim.switch.global_vars["core_uuid"] = sim.switch.host.core_uuid
+        cfg = configmod.load_config("two.xml", text=two_box_conf(port1, port2))
+        cfg.ccfast.outbound_listen = configmod.Address("127.0.0.1", 0)
+        cfg.ccfast.control_listen = None
+        with trio.fail_after(3):
+            running = await nursery.start(run, cfg)
+        boxes = running.service.boxes
+        assert boxes["fs1"].up and not boxes["fs2"].up
+        sims[0].dial_to = ("127.0.0.1", running.outbound_port)
+        record = sims[0].spawn_caller(CallerSpec())
+        with trio.fail_after(5):
+            await record.done.wait()
+        assert record.outcome == "bridged"
+        # fs2 comes up on its configured port: the link connects and learns its identity
+        await nursery.start(sims[1].serve)
+        with trio.fail_after(5):
+            while boxes["fs2"].core_uuid != sims[1].switch.host.core_uuid:
+                await trio.sleep(0.05)
+        nursery.cancel_scope.cancel()

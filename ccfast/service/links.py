@@ -22,6 +22,8 @@ from .router import ChannelRouter
 
 log = logging.getLogger("ccfast.links")
 
+START_WAIT = 5.0  # seconds serve waits for a box at start before opening its listeners anyway
+
 # what the offers act on: job results, hangups, announcement ends, a standby member's unbridge
 # (an answer arrives as the job result; the bridge is confirmed on the member's own socket)
 BOX_EVENTS = (
@@ -58,9 +60,25 @@ class BoxLink:
         return self.client.is_up
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(self.client.run)
+        """Keep the link up. Reports started once the box answered and told its Core-UUID, or
+        after ``START_WAIT`` seconds without it: a box that is down at start must not keep
+        ccfast's listeners (and the other boxes' callers) waiting; it joins when it answers."""
+        identified = trio.Event()
+
+        async def identify() -> None:
+            await self.client.wait_up()
             await self._learn_identity()
+            identified.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.client.run)
+            nursery.start_soon(identify)
+            with trio.move_on_after(START_WAIT):
+                await identified.wait()
+            if not identified.is_set():
+                log.warning("box %s (%s:%s) does not answer yet (%s); serving without it until it does",
+                            self.name, self.client.host, self.client.port,
+                            getattr(self.client, "last_error", None) or "no reply")
             task_status.started(self)
 
     async def wait_up(self) -> None:
