@@ -226,3 +226,27 @@ async def test_queue_presence_is_fired_on_join_and_exit():
             nursery.cancel_scope.cancel()
         await env.quiesce()
         env.check_invariants()
+
+
+async def test_presence_probe_for_a_queue_is_answered():
+    """PRESENCE_PROBE to callcenter+<queue>@… gets the queue's PRESENCE_IN (§6.3); a probe for
+    another protocol or an unknown queue gets nothing."""
+    from ccfast.esl.inbound import InboundClient
+
+    async with open_callcenter(conf(QUEUE)) as env:
+        phone = InboundClient("127.0.0.1", env.sim.port, "ClueCon", events=["PRESENCE_IN"],
+                              reconnect=False, liveness_interval=None)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(phone.run)
+            for to in ("sip+1000@default", "callcenter+nope@default", "CallCenter+support@default"):
+                await phone.sendevent("PRESENCE_PROBE", [("proto", "sip"), ("from", "1000@default"), ("to", to)])
+            seen = []
+            with trio.move_on_after(1.0):
+                while True:
+                    event = await phone.events.get()
+                    if event.get("Event-Name") == "PRESENCE_IN" and event.get("proto") == "callcenter":
+                        seen.append(event)
+            assert [(e.get("login"), e.get("force-status"), e.get("answer-state")) for e in seen] == [
+                ("support@default", "Idle", "terminated")]
+            nursery.cancel_scope.cancel()
+        env.check_invariants()

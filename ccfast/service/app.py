@@ -29,6 +29,7 @@ from .ports import Box
 
 log = logging.getLogger("ccfast.service")
 
+PRESENCE_PREFIX = "callcenter+"  # PRESENCE_PROBE `to` of a queue subscription (§6.3)
 READOPT_CHECK_DELAY = 5.0  # seconds after a restart before absent callers are no longer waited for
 
 
@@ -179,6 +180,8 @@ class Service:
     # -- boxes and members -------------------------------------------------------------------
     def add_box(self, box: Box) -> None:
         self.boxes[box.name] = box
+        if hasattr(box, "on_presence_probe"):
+            box.on_presence_probe = self.presence_probe
         client = getattr(box, "client", None)
         if client is not None:
             # an offer's events and job results may free an agent: pass and write now
@@ -351,6 +354,18 @@ class Service:
         journal = self.core.drain_journal()
         if journal and self.journal_sink is not None:
             self.journal_sink(journal)
+
+    def presence_probe(self, box, event) -> None:
+        """``PRESENCE_PROBE`` for ``callcenter+<queue>@…`` (§6.3): answer with the queue's
+        presence on that box (a queue that does not resolve gets nothing, as in the module)."""
+        to = event.get("to") or ""
+        if not to.lower().startswith(PRESENCE_PREFIX) or "@" not in to:
+            return
+        queue = to[len(PRESENCE_PREFIX):]
+        if self.resolve_queue(queue) is None:
+            return
+        if box.up:
+            box.send_presence(encode_presence(queue, self.core.member_count(queue)))
 
     def _presence(self, headers) -> None:
         """A queue's PRESENCE_IN goes with each of its members-count events (§6.3)."""

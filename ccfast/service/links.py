@@ -28,6 +28,7 @@ START_WAIT = 5.0  # seconds serve waits for a box at start before opening its li
 # (an answer arrives as the job result; the bridge is confirmed on the member's own socket)
 BOX_EVENTS = (
     "BACKGROUND_JOB", "CHANNEL_UNBRIDGE", "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE", "CHANNEL_EXECUTE_COMPLETE",
+    "PRESENCE_PROBE",  # a phone subscribed to a queue's presence (§6.3)
 )
 # FreeSWITCH OR-s filters (integration notes §7.4): only agent legs (tagged cc_side=agent in the
 # originate, or by uuid_setvar on a uuid-standby channel) and job results reach the link. The
@@ -35,7 +36,7 @@ BOX_EVENTS = (
 # third of the link's traffic. Channels an offer must follow otherwise get a temporary
 # Unique-ID filter (BoxLink.follow).
 AGENT_SIDE = ("variable_cc_side", "agent")
-BOX_FILTERS = (AGENT_SIDE, ("Event-Name", "BACKGROUND_JOB"))
+BOX_FILTERS = (AGENT_SIDE, ("Event-Name", "BACKGROUND_JOB"), ("Event-Name", "PRESENCE_PROBE"))
 
 
 class BoxLink:
@@ -50,6 +51,7 @@ class BoxLink:
             on_state=on_state,
         )
         self.client.on_event = self._on_event  # routed from the reader: no queue, no task hop
+        self.on_presence_probe = None  # (box, event): set by the service
         self.events_dropped = 0
         self.commands_failed = 0  # fire-and-forget commands whose reply was -ERR or never came
         # on_command(verb, seconds): round trip of each awaited api/bgapi (metrics); None = off
@@ -97,6 +99,10 @@ class BoxLink:
         """From the link's reader, in wire order (after each chunk ``client.after_read`` runs)."""
         if self.core_uuid is None:
             self.core_uuid = event.get("Core-UUID")
+        if event.get("Event-Name") == "PRESENCE_PROBE":
+            if self.on_presence_probe is not None:
+                self.on_presence_probe(self, event)
+            return
         self.router.route(event.get("Unique-ID"), event)
 
     def push(self) -> None:
