@@ -6,7 +6,7 @@ the JSON format and ``eval`` still use."""
 
 from __future__ import annotations
 
-from ccfast.sim.events import NEED_ENVELOPE, Host, SimEvent, ChanEvent, chan_header
+from ccfast.sim.events import NEED_ENVELOPE, Block, ChanEvent, Host, SimEvent, chan_header
 from ccfast.sim.switch import C_HANGUP, C_STATE, Switch, Timings
 
 
@@ -59,6 +59,8 @@ def test_state_and_vars_plain_match_their_blocks():
                 assert ch.state_value(name) == value
             assert ch.state_value("Hangup-Cause") == (ch.hangup_cause or None)
             assert ch.state_value("variable_cc_side") is None
+            for prefix, other in (("Caller-", False), ("Other-Leg-", True), ("Channel-", False)):
+                assert ch._profile_plain(prefix, other) == Block(ch._profile_items(prefix, other)).plain()
 
 
 def test_chan_event_frame_and_lookups_match_the_generic_path():

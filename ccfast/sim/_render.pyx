@@ -310,3 +310,44 @@ cdef object _simple_pairs(const unsigned char* p, Py_ssize_t n):
                     PyBytes_FromStringAndSize(<const char*>p + vs, eol - vs)))
         pos = eol + 1
     return out
+
+
+# ------------------------------------------------------------------ uuids
+
+from cpython.unicode cimport PyUnicode_DecodeASCII
+
+cdef const char* _HEXL = b"0123456789abcdef"
+
+
+cdef class Uuid4Source:
+    """``source()`` -> a random version 4 uuid string (as ``str(uuid.uuid4())`` formats it) from
+    the bytes of ``rng.randbytes`` (taken 4 KiB at a time)."""
+
+    cdef object rng
+    cdef bytes pool
+    cdef Py_ssize_t pos
+
+    def __cinit__(self, rng):
+        self.rng = rng
+        self.pool = b""
+        self.pos = 0
+
+    def __call__(self):
+        cdef char out[36]
+        cdef unsigned char b[16]
+        cdef Py_ssize_t i, k = 0
+        if self.pos + 16 > PyBytes_GET_SIZE(self.pool):
+            self.pool = self.rng.randbytes(4096)
+            self.pos = 0
+        memcpy(b, PyBytes_AS_STRING(self.pool) + self.pos, 16)
+        self.pos += 16
+        b[6] = (b[6] & 0x0F) | 0x40
+        b[8] = (b[8] & 0x3F) | 0x80
+        for i in range(16):
+            if i == 4 or i == 6 or i == 8 or i == 10:
+                out[k] = 0x2D
+                k += 1
+            out[k] = _HEXL[b[i] >> 4]
+            out[k + 1] = _HEXL[b[i] & 15]
+            k += 2
+        return PyUnicode_DecodeASCII(out, 36, NULL)

@@ -50,6 +50,26 @@ _STATE_GET.update({k: (lambda c, v=v: v) for k, v in _CODECS})
 _CODEC_LINES = b"".join(line(k, v) for k, v in _CODECS)
 
 
+_TEMPLATES: dict[str, tuple[bytes, bytes, bytes]] = {}
+
+
+def _profile_templates(prefix: str) -> tuple[bytes, bytes, bytes]:
+    """(Profile-Index 1 line, Profile-Index 2 line, the times block as a %d template) of a
+    caller-profile prefix."""
+    t = _TEMPLATES.get(prefix)
+    if t is None:
+        p = prefix.encode("ascii").replace(b"%", b"%%")
+        times = b"".join(p + x + b"\n" for x in (
+            b"Profile-Created-Time: %d", b"Channel-Created-Time: %d", b"Channel-Answered-Time: %d",
+            b"Channel-Progress-Time: %d", b"Channel-Progress-Media-Time: %d", b"Channel-Hangup-Time: %d",
+            b"Channel-Transfer-Time: 0", b"Channel-Resurrect-Time: 0", b"Channel-Bridged-Time: %d",
+            b"Channel-Last-Hold: 0", b"Channel-Hold-Accum: 0", b"Screen-Bit: true", b"Privacy-Hide-Name: false",
+            b"Privacy-Hide-Number: false"))
+        t = _TEMPLATES[prefix] = (prefix.encode("ascii") + b"Profile-Index: 1\n",
+                                  prefix.encode("ascii") + b"Profile-Index: 2\n", times)
+    return t
+
+
 def now_us() -> int:
     return int(time.time() * 1_000_000)
 
@@ -115,7 +135,8 @@ class Channel:
         self._state_mid: bytes | None = None
         self._other_block: Block | None = None
         self._state_block: tuple[tuple, Block] | None = None
-        self._vlines: dict[str, bytes] = {}     # var name -> its rendered "variable_<name>: v\n"
+        self._vlines: dict[str, bytes | None] = {}  # var name -> "variable_<name>: v\n" (None: not yet)
+        self._vpending: list[str] = []          # names set since the last rendering
         self._heads: dict[str, bytes] = {}      # profile prefix -> rendered constant profile lines
         self._last_plain: dict[str, tuple] = {}  # profile prefix -> (what it depends on, bytes)
 
@@ -128,14 +149,16 @@ class Channel:
                 self._vars_block = self._vars_plain = None
             return
         self.vars[name] = value
-        self._vlines[name] = line("variable_" + name, value)
+        self._vlines[name] = None       # rendered by vars_plain, if ever (see there)
+        self._vpending.append(name)
         self._vars_block = self._vars_plain = None
 
     def set_vars(self, pairs) -> None:
-        vars_, vlines = self.vars, self._vlines
+        vars_, vlines, pending = self.vars, self._vlines, self._vpending
         for k, v in pairs:
             vars_[k] = v
-            vlines[k] = line("variable_" + k, v)
+            vlines[k] = None
+            pending.append(k)
         self._vars_block = self._vars_plain = None
 
     def touch_profile(self) -> None:
@@ -209,29 +232,23 @@ class Channel:
         return out
 
     def _render_profile(self, prefix: str, other: bool) -> bytes:
-        head = self._heads.get(prefix)
-        if head is None:
+        parts = self._heads.get(prefix)
+        if parts is None:   # what does not change for this channel and prefix, rendered once
             p = self.profile
-            head = self._heads[prefix] = b"".join([line(prefix + k, p[k]) for k in self._CONST_PROFILE])
-        p = self.profile
-        parts = [head]
-        if self.transfer_source and not other:
-            parts.append(line(prefix + "Transfer-Source", self.transfer_source))
-        parts.append(line(prefix + "Context", p["Context"]))
-        parts.append(line(prefix + "Channel-Name", p["Channel-Name"]))
-        if not other:
-            parts.append(b"%bProfile-Index: %b\n" % (prefix.encode(), b"2" if self.transfer_source else b"1"))
-        parts.append(b"%(p)bProfile-Created-Time: %(c)d\n%(p)bChannel-Created-Time: %(c)d\n"
-                     b"%(p)bChannel-Answered-Time: %(a)d\n%(p)bChannel-Progress-Time: %(g)d\n"
-                     b"%(p)bChannel-Progress-Media-Time: %(m)d\n%(p)bChannel-Hangup-Time: %(h)d\n"
-                     b"%(p)bChannel-Transfer-Time: 0\n%(p)bChannel-Resurrect-Time: 0\n"
-                     b"%(p)bChannel-Bridged-Time: %(b)d\n%(p)bChannel-Last-Hold: 0\n"
-                     b"%(p)bChannel-Hold-Accum: 0\n%(p)bScreen-Bit: true\n%(p)bPrivacy-Hide-Name: false\n"
-                     b"%(p)bPrivacy-Hide-Number: false\n" % {
-                         b"p": prefix.encode(), b"c": self.created_us, b"a": self.answered_us,
-                         b"g": self.progress_us, b"m": self.progress_media_us, b"h": self.hangup_us,
-                         b"b": self.bridged_us})
-        return b"".join(parts)
+            parts = self._heads[prefix] = (
+                b"".join([line(prefix + k, p[k]) for k in self._CONST_PROFILE]),
+                line(prefix + "Context", p["Context"]) + line(prefix + "Channel-Name", p["Channel-Name"]),
+            ) + _profile_templates(prefix)
+        head, ctx, index1, index2, times = parts
+        c = self.created_us
+        t = times % (c, c, self.answered_us, self.progress_us, self.progress_media_us, self.hangup_us,
+                     self.bridged_us)
+        if other:
+            return b"".join((head, ctx, t))
+        ts = self.transfer_source
+        if ts:
+            return b"".join((head, line(prefix + "Transfer-Source", ts), ctx, index2, t))
+        return b"".join((head, ctx, index1, t))
 
     def _profile_items(self, prefix: str, other: bool = False) -> list[tuple[str, str]]:
         p = self.profile
@@ -283,7 +300,17 @@ class Channel:
         """``vars_block().plain()``, without the block."""
         p = self._vars_plain
         if p is None:
-            p = self._vars_plain = b"".join(self._vlines.values())
+            vlines = self._vlines
+            pending = self._vpending
+            if pending:
+                # lines are rendered when first needed: most of a caller leg's variables, and
+                # values overwritten before any event shows them, never are
+                vars_ = self.vars
+                for k in pending:
+                    if vlines.get(k, 0) is None:
+                        vlines[k] = line("variable_" + k, vars_[k])
+                pending.clear()
+            p = self._vars_plain = b"".join(vlines.values())
         return p
 
     def state_value(self, name: str) -> str | None:
@@ -296,7 +323,7 @@ class Channel:
         if b is None:
             snap = self.vars.copy()
             b = self._vars_block = Block(
-                plain=b"".join(self._vlines.values()),
+                plain=self.vars_plain(),
                 src=lambda: [("variable_" + k, v) for k, v in snap.items()],
                 getter=lambda n: snap.get(n[9:]) if n.startswith("variable_") else None)
         return b

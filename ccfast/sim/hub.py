@@ -45,6 +45,8 @@ _SOFT = (BlockingIOError, InterruptedError)
 class HubConnection(EslConnection):
     """A caller's outbound socket served by the :class:`SocketHub` (no task of its own)."""
 
+    _tasks = False
+
     def __init__(self, sim: "Simulator", hub: "SocketHub", sock: socket.socket, *,
                  channel: "Channel | None" = None, spec: "CallerSpec | None" = None,
                  target: tuple[str, int] | None = None, peer: str = ""):
@@ -127,7 +129,7 @@ class HubConnection(EslConnection):
         faults = self.faults
         try:
             while not self.closed and self._api_wait is None:
-                if not faults.stall.is_set():
+                if faults.stalled():
                     self._wait(0.01)
                     return
                 if faults.reply_delay and not self._delayed:

@@ -51,20 +51,36 @@ CONNECT_TAIL = b"Content-Type: command/reply\nReply-Text: %%2BOK%%0A\nSocket-Mod
 class Faults:
     """Per-connection fault injection, set by tests (or ``Simulator.faults`` for new ones)."""
 
+    __slots__ = ("reply_delay", "_stall")
+
     def __init__(self) -> None:
         self.reply_delay = 0.0          # every reply (and what follows) waits this long
-        self.stall = trio.Event()       # not set = reading; see stall_reading()
-        self.stall.set()
+        self._stall: trio.Event | None = None   # made when first asked for (one per connection)
+
+    @property
+    def stall(self) -> trio.Event:
+        """Not set = reading stalled; see stall_reading()."""
+        s = self._stall
+        if s is None:
+            s = self._stall = trio.Event()
+            s.set()
+        return s
+
+    def stalled(self) -> bool:
+        s = self._stall
+        return s is not None and not s.is_set()
 
     def stall_reading(self, on: bool = True) -> None:
         if on and self.stall.is_set():
-            self.stall = trio.Event()
+            self._stall = trio.Event()
         elif not on:
             self.stall.set()
 
 
 class EslConnection:
     """One ESL connection on the FreeSWITCH side. ``channel`` is set for outbound sockets."""
+
+    _tasks = True   # served by its own trio tasks (run); the hub's connections are not
 
     def __init__(self, sim: "Simulator", stream: trio.abc.Stream, *, channel: "Channel" | None = None,
                  socket_mode: str = "async", control: str = "full", peer: str = ""):
@@ -93,11 +109,12 @@ class EslConnection:
         self.my_channel: Channel | None = None
         self.faults = Faults()
         self.faults.reply_delay = sim.faults.reply_delay
-        self._out: collections.deque[bytes] = collections.deque()
-        self._wake = trio.Event()
         self._lag = 0
         self.closed = False
-        self._cancel = trio.CancelScope()
+        if self._tasks:     # the task-per-connection transport's queue, wake-up and scope
+            self._out: collections.deque[bytes] = collections.deque()
+            self._wake = trio.Event()
+            self._cancel = trio.CancelScope()
         self.events_sent = 0
         self.commands_seen: collections.deque[str] = collections.deque(maxlen=1000)  # the last ones
         self._api_wait: tuple | None = None
@@ -326,8 +343,16 @@ class EslConnection:
     def dispatch(self, cmd) -> None:
         """Run one command synchronously. When it is an ``api`` that finishes later,
         ``self._api_wait`` is set to ``(trio.Event, [result])``."""
+        t = type(cmd)
+        if self.connected or (self.authed and not self.outbound):
+            # the usual case: one dictionary look-up instead of the isinstance chain below
+            fast = _FAST.get(t)
+            if fast is not None:
+                self.commands_seen.append(fast[0])
+                getattr(self, fast[1])(cmd)     # looked up here: tests and the bench wrap handlers
+                return
         line = cmd.line if isinstance(cmd, RawCommand) else (
-            "SendEvent" if type(cmd) is LazySendEvent else type(cmd).__name__)
+            "SendEvent" if t is LazySendEvent else t.__name__)
         self.commands_seen.append(line)
         if self.outbound and not self.connected:
             if isinstance(cmd, Connect):
@@ -598,6 +623,12 @@ class EslConnection:
                 sock.push(SimEvent(name, [Block(items)], subclass=sub, body=body).plain_frame(), event=True)
             return
         sw.later(sw.t.tick, _deliver_to_parked, sw, ch, cmd, sub, euid)
+
+
+# exact command type -> its handler, for connections past connect/auth (dispatch's fast path:
+# the same handlers as its isinstance chain)
+_FAST = {Api: ("Api", "_do_api"), BgApi: ("BgApi", "_do_bgapi"), SendMsg: ("SendMsg", "_do_sendmsg"),
+         LazySendEvent: ("SendEvent", "_do_sendevent"), SendEvent: ("SendEvent", "_do_sendevent")}
 
 
 def _sendevent_items(cmd, sub: str, euid: str) -> tuple[list, str | None]:

@@ -145,6 +145,14 @@ def new_uuid() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+try:  # the same, formatted in C from the PRNG's bytes
+    from ._render import Uuid4Source
+
+    new_uuid = Uuid4Source(_uuid_rng)  # noqa: F811
+except ImportError:  # pragma: no cover - not built
+    pass
+
+
 class Switch:
     """All simulated state of one FreeSWITCH box."""
 
