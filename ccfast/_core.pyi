@@ -227,6 +227,9 @@ class Core:
     def member_offers(self, member_uuid: str) -> list[Offer]: ...
     def agent_offer(self, name: str) -> Offer | None: ...
     def member_count(self, queue: str) -> int: ...  # rows in Waiting or Trying (members-count)
+    def member_summary(self) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
+        """({(queue, state): rows}, {queue: earliest rejoined_epoch or joined_epoch of its Waiting
+        or Trying rows}) over every member row (a metrics scrape without building the rows)."""
     def stats(self) -> dict[str, int]: ...
     # tests only: the incremental pass state against a recomputation (list of differences), and
     # next_change computed by scanning every free agent and queue (must equal next_change)

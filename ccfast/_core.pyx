@@ -3245,6 +3245,25 @@ cdef class Core:
         """Rows of `queue` in Waiting or Trying (what members-count reports)."""
         return self._count_wt.get(queue, 0)
 
+    def member_summary(self):
+        """``({(queue, state): rows}, {queue: earliest wait start})`` over every member row, the
+        wait start being ``rejoined_epoch or joined_epoch`` of rows in Waiting or Trying: what a
+        metrics scrape needs, without building 20,000 row dicts."""
+        cdef dict counts = {}
+        cdef dict start = {}
+        cdef Member m
+        cdef long long t
+        for x in self._members.values():
+            m = <Member>x
+            key = (m.queue, m.state)
+            counts[key] = counts.get(key, 0) + 1
+            if m.state == MS_WAITING or m.state == MS_TRYING:
+                t = m.rejoined_epoch if m.rejoined_epoch else m.joined_epoch
+                old = start.get(m.queue)
+                if old is None or t < <long long>old:
+                    start[m.queue] = t
+        return counts, start
+
     def _selfcheck(self):
         """Tests only: the incremental pass state against a recomputation from scratch, at the
         second readiness was last evaluated. Returns the differences (empty: consistent)."""

@@ -259,6 +259,7 @@ def snapshot_from_rows(
     members: Iterable[Mapping],
     esl_links: Mapping[str, bool] | None = None,
     journal_backlog: int = 0,
+    member_summary: tuple[Mapping[tuple[str, str], int], Mapping[str, int]] | None = None,
 ) -> StateSnapshot:
     """Count a ``StateSnapshot`` from table rows (``Core.rows(...)`` dicts). O(rows); meant for a
     scrape every few seconds, not for the hot path.
@@ -275,6 +276,12 @@ def snapshot_from_rows(
     for name in params:  # known queues show zeros, not missing series
         for state in S.MEMBER_STATES:
             members_by[(name, state)] = 0
+    if member_summary is not None:  # Core.member_summary(): the same counts, without the rows
+        counts, starts = member_summary
+        for key, n in counts.items():
+            members_by[key] = members_by.get(key, 0) + n
+        for queue, start in starts.items():
+            oldest[queue] = max(0.0, now - start)
     for row in members:
         queue, state = row["queue"], row["state"]
         members_by[(queue, state)] = members_by.get((queue, state), 0) + 1

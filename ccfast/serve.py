@@ -239,8 +239,8 @@ async def _serve(cfg, core, clock: Clock, writer, task_status, *, config_source=
     def snapshot(now: float):
         return snapshot_from_rows(
             now, [core.queue_params(n) for n in core.queue_names()], core.rows("agents"), core.rows("tiers"),
-            core.rows("members"), esl_links={b.name: b.up for b in service.boxes.values()},
-            journal_backlog=writer.backlog,
+            (), esl_links={b.name: b.up for b in service.boxes.values()},
+            journal_backlog=writer.backlog, member_summary=core.member_summary(),
         )
 
     metrics.set_snapshot_provider(snapshot)
