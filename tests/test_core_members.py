@@ -220,3 +220,24 @@ def test_member_of_an_unloaded_queue_is_deleted_and_its_cancel_is_a_no_op():
     core.drain_events()
     assert core.member_cancel("m", S.CANCEL_BREAK_OUT, B + 2) == []
     assert core.drain_events() == []
+
+
+def test_member_summary_counts_rows_and_the_earliest_wait_like_the_rows():
+    from ccfast.metrics import snapshot_from_rows
+
+    from ccfast._core import Core
+    from ccfast.params import QueueParams
+
+    core = Core()
+    core.queue_set(QueueParams(name="q"))
+    core.queue_set(QueueParams(name="r"))
+    core.member_join("q", "m1", "s1", "1", "a", 100, 0, 100)
+    core.member_join("q", "m2", "s2", "2", "b", 105, 0, 105)
+    core.member_join("r", "m3", "s3", "3", "c", 110, 0, 110)
+    core.member_cancel("m3", "BREAK_OUT", 111)
+    counts, starts = core.member_summary()
+    assert counts[("q", "Waiting")] == 2 and starts == {"q": 100}
+    params = [core.queue_params(n) for n in core.queue_names()]
+    a = snapshot_from_rows(120.0, params, [], [], core.rows("members"))
+    b = snapshot_from_rows(120.0, params, [], [], (), member_summary=(counts, starts))
+    assert a.members == b.members and a.oldest_wait == b.oldest_wait
