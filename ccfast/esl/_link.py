@@ -261,6 +261,7 @@ class _Link:
         self._out: list[bytes] = []
         self._flushing = False
         self._writer_wake: trio.Event | None = None  # set while a writer task runs
+        self._writer_armed = False  # _writer_wake was set since the writer last woke
         self.writes = 0  # send_all calls (each carries one or more commands)
         self.commands = 0
 
@@ -277,7 +278,8 @@ class _Link:
         self.pending.append(w)  # registered before the bytes can leave
         self._out.append(data)
         self.commands += 1
-        if self._writer_wake is not None:
+        if self._writer_wake is not None and not self._writer_armed:
+            self._writer_armed = True  # one wake-up per batch of commands, not one per command
             self._writer_wake.set()
         return w
 
@@ -362,6 +364,7 @@ class _Link:
             while self.alive:
                 await wake.wait()
                 self._writer_wake = wake = trio.Event()
+                self._writer_armed = False
                 await self.flush()
         finally:
             self._writer_wake = None
