@@ -118,3 +118,19 @@ def test_snapshot_lines_of_a_real_connect_reply_equal_the_rendered_path():
         assert got == expected
         assert headers.sendevent_lines(_NOT_FORWARDED, data.overlay) == headers._sendevent_lines_py(
             _NOT_FORWARDED, data.overlay)
+
+
+@pytest.mark.parametrize("reader_cls", [_fast.MessageReader, _readers.MessageReader])
+def test_encode_event_fast_path_equals_the_rendered_path(reader_cls):
+    """Known header names take the one-comprehension path; a line break or CR anywhere falls back."""
+    data = connect_data(reader_cls)
+    cases = [
+        {"CC-Queue": "q@d", "CC-Action": S.ACTION_AGENT_OFFERING, "CC-Count": 3, "CC-Empty": "", "CC-None": None},
+        {"CC-Queue": "q@d", "CC-Action": S.ACTION_AGENT_OFFERING, "CC-Count": "a\rb"},
+        {"CC-Queue": "q@d", "CC-Action": S.ACTION_AGENT_OFFERING, "CC-Count": "a\nb"},
+        {"CC-Queue": "q\u00e9@d", "CC-Action": S.ACTION_BRIDGE_AGENT_START, "CC-Member-DNIS": "x"},
+    ]
+    for headers in cases * 2:  # the second round: every name already known
+        for action in (S.ACTION_AGENT_OFFERING, S.ACTION_BRIDGE_AGENT_START, S.ACTION_MEMBER_QUEUE_START):
+            expected = encode_sendevent(render(action, headers, data, None)).encode()
+            assert encode_event(action, headers, data).encode() == expected, (action, headers)
