@@ -186,6 +186,14 @@ async def wait_done(records: list, timeout: float) -> bool:
     return False
 
 
+def caller_specs(args):
+    """make_spec for run_callers: callers round-robin over the queues. One spec per queue, shared
+    by its callers (the simulator only reads a spec)."""
+    specs = [CallerSpec(queue=queue_name(q)) for q in range(args.queues)]
+    n = len(specs)
+    return lambda i: specs[i % n]
+
+
 def queue_name(i: int) -> str:
     return f"q{i:02d}@default"
 
@@ -199,7 +207,7 @@ async def steady(sim, probe, job, args, agent_queue) -> dict:
     cps, duration = job["cps"], job["duration"]
     before, sim_cpu0, sys0, t0 = proc_sample(pid), own_cpu(), own_sys(), trio.current_time()
     records = await sim.run_callers(cps, duration=duration, batch_interval=job.get("batch_interval", 0.01),
-                                    make_spec=lambda i: CallerSpec(queue=queue_name(i % args.queues)))
+                                    make_spec=caller_specs(args))
     spawn_s = trio.current_time() - t0
     finished = await wait_done(records, timeout=job.get("drain_timeout", 15.0))
     after, wall = proc_sample(pid), trio.current_time() - t0
@@ -224,7 +232,7 @@ async def burst(sim, probe, job, args, agent_queue) -> dict:
     n = job["callers"]
     before, sim_cpu0, t0 = proc_sample(pid), own_cpu(), trio.current_time()
     records = await sim.run_callers(float(n), total=n, batch_interval=0.005,
-                                    make_spec=lambda i: CallerSpec(queue=queue_name(i % args.queues)))
+                                    make_spec=caller_specs(args))
     spawn_s = trio.current_time() - t0
     finished = await wait_done(records, timeout=job.get("drain_timeout", 30.0))
     after, wall = proc_sample(pid), trio.current_time() - t0
@@ -243,7 +251,7 @@ async def deep(sim, probe, job, args, agent_queue) -> dict:
     base = proc_sample(pid)
     t0 = trio.current_time()
     records = await sim.run_callers(job.get("fill_cps", 1000.0), total=n, batch_interval=0.01,
-                                    make_spec=lambda i: CallerSpec(queue=queue_name(i % args.queues)))
+                                    make_spec=caller_specs(args))
     # until every caller has joined (ccfast answered it), or the fill time runs out
     with trio.move_on_after(job.get("fill_timeout", 300.0)):
         while sum(1 for r in records if r.member_uuid in probe.join) < n:
@@ -421,6 +429,15 @@ async def main(args) -> None:
         result["sim_listeners_dropped"] = sim.stats["listeners_dropped"]
         result["sim_timer_errors"] = sim.switch.sched.errors
         result["job_s"] = round(time.perf_counter() - started, 2)
+        if os.environ.get("CCFAST_SIM_GARBAGE"):   # what the workload left to the cyclic collector
+            import collections
+
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            gc.collect()
+            kinds = collections.Counter(type(o).__qualname__ for o in gc.garbage)
+            result["sim_cyclic_garbage"] = ", ".join(f"{k} {n}" for k, n in kinds.most_common(25))
+            gc.set_debug(0)
+            gc.garbage.clear()
         print(json.dumps({"result": result}), flush=True)
         nursery.cancel_scope.cancel()
 

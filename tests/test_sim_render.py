@@ -98,6 +98,7 @@ def test_fire_chan_filters_before_building():
         fmt = "plain"
         closed = False
         filters = [("variable_cc_side", "agent", None), ("Event-Name", "BACKGROUND_JOB", None)]
+        _fsplit = None
 
         def __init__(self):
             self.got = []

@@ -129,7 +129,7 @@ class HubConnection(EslConnection):
         faults = self.faults
         try:
             while not self.closed and self._api_wait is None:
-                if faults.stalled():
+                if faults._stall is not None and faults.stalled():
                     self._wait(0.01)
                     return
                 if faults.reply_delay and not self._delayed:

@@ -105,6 +105,7 @@ class EslConnection:
         self.subclasses: set[str] = set()
         self.all_custom = False
         self.filters: list[tuple[str, str, re.Pattern | None]] = []
+        self._fsplit: tuple | None = None   # passes_chan's view of filters (rebuilt when they change)
         self.my_uuid: str | None = None
         self.my_channel: Channel | None = None
         self.faults = Faults()
@@ -171,7 +172,17 @@ class EslConnection:
     def passes_chan(self, name: str, ch, pre, post, with_vars: bool) -> bool | None:
         """``_passes`` for a channel event not built yet (see ``Switch.fire_chan``); None when a
         filter needs the built event (an envelope header other than Event-Name)."""
-        for h, v, rx in self.filters:
+        filters = self.filters
+        sp = self._fsplit
+        if sp is None or sp[0] is not filters or sp[1] != len(filters):
+            # exact Event-Name filters as one set (the member sockets' only filters); filters OR,
+            # so the order they are tried in does not change the answer
+            names = frozenset(v for h, v, rx in filters if h == "Event-Name" and rx is None)
+            sp = self._fsplit = (filters, len(filters), names,
+                                 [f for f in filters if f[0] != "Event-Name" or f[2] is not None])
+        if name in sp[2]:
+            return True
+        for h, v, rx in sp[3]:
             got = chan_header(h, name, ch, pre, post, with_vars)
             if got is None:
                 continue

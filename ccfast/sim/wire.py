@@ -211,6 +211,19 @@ class FastCommandReader(CommandReader):
     def _next_frame(self):
         return self._framer.next_frame()
 
+    def next_command(self):
+        # CommandReader.next_command with the frame taken straight from the C framer
+        if self._error is not None:
+            raise self._error
+        try:
+            frame = self._framer.next_frame()
+            if frame is None:
+                return None
+            return _build(*frame)
+        except RemoteProtocolError as exc:
+            self._error = exc
+            raise
+
 
 _PARSED: dict = {}     # (command line, header pairs) -> parse_command's (frozen) result
 _PARSED_MAX = 4096
