@@ -411,7 +411,11 @@ class _Link:
         self.lost("connection closed by peer")
 
     def _route(self, msg: Message) -> None:
-        if isinstance(msg, Event) and not isinstance(msg, ChannelData):
+        t = type(msg)
+        if t is CommandReply or t is ApiResponse:  # most frames: exact types, no isinstance chain
+            if self.pending:
+                self.pending.popleft().set(msg)
+        elif isinstance(msg, Event) and not isinstance(msg, ChannelData):
             if msg.name == "BACKGROUND_JOB":
                 w = self.jobs.pop(msg.job_uuid or "", None)
                 if w is not None:

@@ -53,6 +53,7 @@ MAX_QUEUED = 1000  # writes waiting for a peer that does not read before it is d
 _IN = select.EPOLLIN | select.EPOLLRDHUP
 _IN_OUT = _IN | select.EPOLLOUT
 _REPLIES = (CommandReply, ApiResponse, ChannelData)
+_REPLY_TYPES = frozenset(_REPLIES)  # exact types first: no isinstance call for the usual frames
 
 
 class HubConnection:
@@ -159,7 +160,7 @@ class HubConnection:
         pull = self.proto.pull
         try:
             while (msg := pull()) is not None:
-                if isinstance(msg, _REPLIES):
+                if type(msg) in _REPLY_TYPES or isinstance(msg, _REPLIES):
                     if self.pending:
                         self.pending.popleft().set(msg)
                 elif isinstance(msg, (Event, DisconnectNotice)) and self.handler is not None:
