@@ -421,6 +421,7 @@ async def main(args) -> None:
         if sim.hub is not None:
             result["sim_writes"], result["sim_reads"] = sim.hub.writes, sim.hub.reads
             result["sim_bytes_written"] = sim.hub.bytes_written
+            result["sim_bytes_to_callers"] = sim.hub.bytes_to_callers
         result["sim_event_counts"] = dict(sorted(sim.switch.event_counts.items()))
         result["sim_gc_s"] = round(gc_clock.total, 3)
         result["sim_gc_collections"] = gc_clock.collections

@@ -147,7 +147,7 @@ async def _run_socket(sim, ch: "Channel", app: RunningApp | None, arg: str) -> N
                  ("socket_host", target[0]), ("socket_data", data)])
     ch.in_socket = True
     ch.socket = conn
-    sim.connections.append(conn)
+    sim.connections[conn] = None
     sim.stats["socket_connections"] += 1
     try:
         await conn.run()

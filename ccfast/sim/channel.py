@@ -50,6 +50,8 @@ _STATE_GET.update({k: (lambda c, v=v: v) for k, v in _CODECS})
 _CODEC_LINES = b"".join(line(k, v) for k, v in _CODECS)
 
 
+_HEADS: dict[tuple, bytes] = {}     # rendered caller-profile lines shared between channels
+_HEADS_MAX = 20_000
 _TEMPLATES: dict[str, tuple[bytes, bytes, bytes]] = {}
 
 
@@ -235,10 +237,23 @@ class Channel:
         parts = self._heads.get(prefix)
         if parts is None:   # what does not change for this channel and prefix, rendered once
             p = self.profile
+            # the lines before Unique-ID, and Context + Channel-Name, repeat from call to call
+            key = (prefix, *[p[k] for k in self._CONST_PROFILE[:-2]])
+            head = _HEADS.get(key)
+            if head is None:
+                if len(_HEADS) >= _HEADS_MAX:
+                    _HEADS.clear()
+                head = _HEADS[key] = b"".join([line(prefix + k, p[k]) for k in self._CONST_PROFILE[:-2]])
+            key = (prefix, p["Context"], p["Channel-Name"])
+            ctx = _HEADS.get(key)
+            if ctx is None:
+                if len(_HEADS) >= _HEADS_MAX:
+                    _HEADS.clear()
+                ctx = _HEADS[key] = (line(prefix + "Context", p["Context"])
+                                     + line(prefix + "Channel-Name", p["Channel-Name"]))
             parts = self._heads[prefix] = (
-                b"".join([line(prefix + k, p[k]) for k in self._CONST_PROFILE]),
-                line(prefix + "Context", p["Context"]) + line(prefix + "Channel-Name", p["Channel-Name"]),
-            ) + _profile_templates(prefix)
+                head + line(prefix + "Unique-ID", p["Unique-ID"]) + line(prefix + "Source", p["Source"]),
+                ctx) + _profile_templates(prefix)
         head, ctx, index1, index2, times = parts
         c = self.created_us
         t = times % (c, c, self.answered_us, self.progress_us, self.progress_media_us, self.hangup_us,

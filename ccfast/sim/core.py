@@ -60,7 +60,9 @@ class Simulator:
         self.users = dict(users or {})
         self.max_lag = max_lag
         self.park_delay = (self.switch.t.tick / 2) if park_delay is None else park_delay
-        self.connections: list[EslConnection] = []
+        # live connections, in the order they came (a dict as an ordered set: a caller's socket
+        # leaves it in O(1) when it closes)
+        self.connections: dict[EslConnection, None] = {}
         self.faults = Faults()          # defaults copied into each new connection
         self.refuse_connections = False
         self.stats = {"listeners_dropped": 0, "inbound_connections": 0, "socket_connections": 0,
@@ -115,10 +117,10 @@ class Simulator:
             # served by the reactor task like the callers' sockets: its writes leave at the end
             # of every scheduler turn, so a busy turn never counts as the client lagging
             sock = socket.socket(fileno=stream.socket.detach())
-            self.connections.append(self.hub.adopt(sock, f"{peer[0]}:{peer[1]}"))
+            self.connections[self.hub.adopt(sock, f"{peer[0]}:{peer[1]}")] = None
             return
         conn = EslConnection(self, stream, peer=f"{peer[0]}:{peer[1]}")
-        self.connections.append(conn)
+        self.connections[conn] = None
         try:
             await conn.run()
         except Exception:  # a simulator bug must not take the whole simulator down
@@ -151,7 +153,7 @@ class Simulator:
                      ("socket_host", target[0]), ("socket_data", data)])
         ch.in_socket = True
         ch.socket = conn
-        self.connections.append(conn)
+        self.connections[conn] = None
 
     async def _run_socket(self, ch, spec: CallerSpec) -> None:
         """One caller's socket with its own trio tasks (see :mod:`.hub` for the usual way)."""

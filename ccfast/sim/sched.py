@@ -55,6 +55,9 @@ class Scheduler:
         self._soon: list[tuple[Callable[..., Any], tuple]] = []
         self._cancelled = 0     # cancelled timers still in the heap (deleted lazily)
         self.errors = 0
+        # trio.current_time(); while run() runs, the run's clock read directly (same value, a
+        # few wrapper calls fewer: it is read for every timer and record)
+        self.now: Callable[[], float] = trio.current_time
 
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` after the timers now due (at the end of the current batch when
@@ -86,15 +89,22 @@ class Scheduler:
         return when
 
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Timer:
-        return self.call_at(trio.current_time() + max(0.0, delay), fn, *args)
+        return self.call_at(self.now() + max(0.0, delay), fn, *args)
 
     def __len__(self) -> int:
         return len(self._heap)
 
     async def run(self) -> None:
+        self.now = trio.lowlevel.current_clock().current_time
+        try:
+            await self._run()
+        finally:
+            self.now = trio.current_time
+
+    async def _run(self) -> None:
         heap = self._heap
         while True:
-            now = trio.current_time()
+            now = self.now()
             self.in_batch = True
             try:
                 while heap and heap[0][0] <= now:

@@ -331,8 +331,7 @@ class EslConnection:
         ch = self.my_channel
         if ch is not None and self in ch.listeners:
             ch.listeners.remove(self)
-        if self in self.sim.connections:
-            self.sim.connections.remove(self)
+        self.sim.connections.pop(self, None)
 
     def _on_closed(self) -> None:
         ch = self.channel

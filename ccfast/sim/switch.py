@@ -311,7 +311,7 @@ class Switch:
         ch.call_state = "ACTIVE"
         rec = ch.record
         if isinstance(rec, CallRecord) and ch.role == "member":
-            rec.answered_at = trio.current_time()
+            rec.answered_at = self.sched.now()
         return True
 
     def park(self, ch: Channel) -> None:
@@ -331,7 +331,7 @@ class Switch:
     def originate(self, arg: str, job_uuid: str, done: Callable[[str], None]) -> None:
         """Start an originate; ``done`` gets ``+OK <uuid>\\n`` or ``-ERR <CAUSE>\\n``."""
         self.stats["originates"] += 1
-        rec = JobRecord(job_uuid, "originate", arg, trio.current_time())
+        rec = JobRecord(job_uuid, "originate", arg, self.sched.now())
         self.jobs[job_uuid] = rec
         try:
             orig = parse_originate(arg)
@@ -358,7 +358,7 @@ class Switch:
             if job.deadline_timer:
                 job.deadline_timer.cancel()
         rec.result = text
-        rec.finished = trio.current_time()
+        rec.finished = self.sched.now()
         rec.done.set()
         done(text)
 
@@ -419,7 +419,7 @@ class Switch:
                 a.set_vars([("originate_early_media", "false"),
                             ("originate_endpoint", contact.kind)])
             lr = LegRecord(a_uuid, ls.leg.endpoint, prof.name, job.rec.job_uuid,
-                           trio.current_time())
+                           self.sched.now())
             self.legs[a_uuid] = lr
             a.record = lr
             ls.rec = lr
@@ -475,7 +475,7 @@ class Switch:
                         ("current_application", "answer")])
             self.mark_answered(b, "CS_EXECUTE", 4)
         if ls.rec:
-            ls.rec.answered_at = trio.current_time()
+            ls.rec.answered_at = self.sched.now()
         # the first leg to answer wins; every other leg loses the race
         for other in job.legs:
             if other is not ls and other.status == "ringing":
@@ -569,7 +569,7 @@ class Switch:
         for l in list(ch.listeners):
             l.on_channel_gone(ch)
         rec = ch.record
-        now = trio.current_time()
+        now = self.sched.now()
         if isinstance(rec, CallRecord) and ch.role == "member":
             rec.ended_at = now
             rec.hangup_cause = cause
@@ -795,7 +795,7 @@ class Switch:
         self.fire_chan("CHANNEL_EXECUTE", a, C_EXEC_BRIDGE,
                        post=[("Application", "uuid_bridge"), ("Application-Data", b.uuid)])
         self.fire_chan("CHANNEL_BRIDGE", a, C_BRIDGE, pre=self._bridge_ids(a, b))
-        now = trio.current_time()
+        now = self.sched.now()
         for ch, peer in ((a, b), (b, a)):
             rec = ch.record
             if isinstance(rec, CallRecord) and ch.role == "member":
@@ -840,7 +840,7 @@ class Switch:
             ("cc_queue", spec.queue)])
         m.set_vars(spec.variables.items())
         m.caller_spec = spec
-        rec = CallRecord(m.uuid, a.uuid, spec.queue, trio.current_time())
+        rec = CallRecord(m.uuid, a.uuid, spec.queue, self.sched.now())
         self.calls[m.uuid] = rec
         m.record = a.record = rec
         self.fire_chan("CHANNEL_CREATE", a, C_CREATE)
