@@ -118,6 +118,7 @@ class Scheduler:
                     except Exception:  # a bug in one callback must not stop the whole simulator
                         self.errors += 1
                         log.exception("simulator timer callback failed")
+                t = None    # (nor here) what the last callback used is not kept while asleep
                 io = self.io
                 if io is not None:
                     io.poll()
@@ -131,6 +132,7 @@ class Scheduler:
                             self.errors += 1
                             log.exception("simulator callback failed")
                     soon = self._soon
+                fn = args = None
             finally:
                 self.in_batch = False
             if io is not None:

@@ -284,7 +284,8 @@ def _build(line: str, pairs, body: bytes | None):
         sub, uid, _, block = pairs
         name = line[10:].strip()
         try:
-            block.decode("utf-8")
+            if not block.isascii():     # (ASCII is UTF-8: no need to decode the ~7 KB to know)
+                block.decode("utf-8")
         except UnicodeDecodeError:
             pairs = _SIMPLE_LINE.findall(block)
         else:
