@@ -184,6 +184,7 @@ class MemberSession:
         svc.members[self.member_uuid] = self
         self.phase = WAITING
         svc.changed(member=self)
+        svc.push()  # its offer (if an agent is free) leaves now, not after the hub's whole batch
 
         moh = self.variable("cc_moh_override") or params.moh_sound
         self.moh = expand(moh, self.data) if moh else None
