@@ -14,9 +14,15 @@ from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.string cimport memchr, memcpy
 
 
+cdef bint _NAME_CHAR[256]
+cdef int _c
+for _c in range(256):
+    _NAME_CHAR[_c] = 0x21 <= _c <= 0x7E and _c != 0x3A
+
+
 cdef inline bint _name_char(unsigned char c) noexcept:
     # [!-9;-~]: printable ASCII without space and ':'
-    return 0x21 <= c <= 0x7E and c != 0x3A
+    return _NAME_CHAR[c]
 
 
 cdef bint _ieq(const unsigned char* p, Py_ssize_t n, const char* lower) noexcept:

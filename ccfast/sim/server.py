@@ -602,7 +602,7 @@ class EslConnection:
         reaches someone) or a ``SendEvent``; either way the bytes sent are the same."""
         sw = self.sw
         euid = new_uuid()
-        self.reply(f"+OK {euid}")
+        self.push(b"Content-Type: command/reply\nReply-Text: +OK %b\n\n" % euid.encode())   # reply(f"+OK {euid}")
         name = cmd.name
         if type(cmd) is LazySendEvent:
             sub = cmd.subclass
@@ -626,12 +626,13 @@ class EslConnection:
         # §7.2: the event is queued to that channel
         if ch.bridged is not None:
             return
-        if any(a.name in ("playback", "endless_playback") for a in ch.app_stack):
-            sock = ch.socket
-            if sock is not None and sock.divert:
-                items, body = _sendevent_items(cmd, sub, euid)
-                sock.push(SimEvent(name, [Block(items)], subclass=sub, body=body).plain_frame(), event=True)
-            return
+        for a in ch.app_stack:
+            if a.name == "playback" or a.name == "endless_playback":
+                sock = ch.socket
+                if sock is not None and sock.divert:
+                    items, body = _sendevent_items(cmd, sub, euid)
+                    sock.push(SimEvent(name, [Block(items)], subclass=sub, body=body).plain_frame(), event=True)
+                return
         sw.later(sw.t.tick, _deliver_to_parked, sw, ch, cmd, sub, euid)
 
 

@@ -264,7 +264,10 @@ class Switch:
         self.event_counts[name] = self.event_counts.get(name, 0) + 1
 
     def wants_any(self, name: str, subclass: str = "") -> bool:
-        return any(l.wants(name, subclass, None) for l in self.listeners)
+        for l in self.listeners:
+            if l.wants(name, subclass, None):
+                return True
+        return False
 
     # -- channel creation ------------------------------------------------------------------
     def new_channel(self, uuid: str, name: str, **kw) -> Channel:

@@ -227,6 +227,7 @@ class FastCommandReader(CommandReader):
 
 _PARSED: dict = {}     # (command line, header pairs) -> parse_command's (frozen) result
 _PARSED_MAX = 4096
+_NAME_OK: dict[str, bool] = {}   # sendevent name -> is one word (the _WORD check, remembered)
 
 
 def _api(rest: str) -> Api:
@@ -250,6 +251,25 @@ def _bgapi(rest: str, job: str | None) -> BgApi:
 def _build(line: str, pairs, body: bytes | None):
     # the three commands of every call, built directly when they are plain (the result equals
     # parse_command's: tests/test_sim_wire.py); anything unusual goes through parse_command
+    if type(pairs) is tuple:  # a simple sendevent block: (subclass, unique-id, length, raw block)
+        sub, uid, _, block = pairs
+        name = line[10:].strip()
+        try:
+            if not block.isascii():     # (ASCII is UTF-8: no need to decode the ~7 KB to know)
+                block.decode("utf-8")
+        except UnicodeDecodeError:
+            pairs = _SIMPLE_LINE.findall(block)
+        else:
+            ok = _NAME_OK.get(name)
+            if ok is None:
+                if len(_NAME_OK) >= 1024:
+                    _NAME_OK.clear()
+                ok = _NAME_OK[name] = _WORD.match(name) is not None
+            if ok:
+                return LazySendEvent(name, "" if sub is None else sub.decode("utf-8"),
+                                     None if uid is None else uid.decode("utf-8"), line, block, body)
+            pairs = _SIMPLE_LINE.findall(block)
+        return parse_command(line, pairs, body)
     if body is None and "\r" not in line:
         if line.startswith("api "):
             rest = line[4:].strip()
@@ -280,17 +300,4 @@ def _build(line: str, pairs, body: bytes | None):
                 _PARSED.clear()
             _PARSED[key] = cmd
         return cmd
-    if type(pairs) is tuple:  # a simple sendevent block: (subclass, unique-id, length, raw block)
-        sub, uid, _, block = pairs
-        name = line[10:].strip()
-        try:
-            if not block.isascii():     # (ASCII is UTF-8: no need to decode the ~7 KB to know)
-                block.decode("utf-8")
-        except UnicodeDecodeError:
-            pairs = _SIMPLE_LINE.findall(block)
-        else:
-            if _WORD.match(name):
-                return LazySendEvent(name, "" if sub is None else sub.decode("utf-8"),
-                                     None if uid is None else uid.decode("utf-8"), line, block, body)
-            pairs = _SIMPLE_LINE.findall(block)
     return parse_command(line, pairs, body)
