@@ -356,7 +356,7 @@ class ChanEvent(SimEvent):
             if self.pre:
                 parts.append(b"".join([line(k, v) for k, v in self.pre]))
             parts.append(ch.state_plain())
-            parts.append(ch.profile_block().plain())
+            parts.append(ch._profile_plain("Caller-"))   # = profile_block().plain(), without the block
             if ch.other is not None:
                 parts.append(ch.other_block().plain())
             if self.with_vars:

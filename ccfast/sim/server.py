@@ -514,7 +514,7 @@ class EslConnection:
         # envelope, the Channel-* profile copy, then the channel's snapshot (the plain bytes of
         # [envelope_block, data_profile_block()] + snapshot_blocks(), from the cached parts)
         parts = [self.sw.host.envelope_block("CHANNEL_DATA", C_DATA).plain(), ch._profile_plain("Channel-"),
-                 ch.state_plain(), ch.profile_block().plain()]
+                 ch.state_plain(), ch._profile_plain("Caller-")]
         if ch.other is not None:
             parts.append(ch.other_block().plain())
         parts.append(ch.vars_plain())
