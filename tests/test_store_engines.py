@@ -300,3 +300,34 @@ async def test_fetch_config_tables(target):
         assert cfg["cc_agents"][0]["wrap_up_time"] == 10 and cfg["cc_agents"][0]["type"] == "callback"
         assert cfg["cc_tiers"] == [{"id": 1, "agent": "1000@default", "queue": "support@default", "level": 1, "position": 1}]
         assert cfg["cc_settings"][0]["odbc_dsn"].endswith("password='PASS'")
+
+
+async def test_sqlite_batch_goes_to_the_database_thread_in_one_hop(monkeypatch):
+    """A batch of several statements (deletes, inserts, updates) is one call into aiosqlite's
+    thread, with the same result as statement by statement."""
+    import aiosqlite
+
+    from ccfast.store import SqliteStore
+
+    hops = []
+    original = aiosqlite.Connection._execute
+
+    async def counting(self, fn, *args, **kwargs):
+        hops.append(getattr(fn, "__name__", "?"))
+        return await original(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counting)
+    async with opened(("sqlite", lambda **kw: SqliteStore(**kw))) as store:
+        async with open_writer(store, WriterConfig(max_delay=0)) as w:
+            w.submit([("agents", "insert", ("a1",), {"status": "Available"}),
+                      ("agents", "insert", ("a2",), {"status": "On Break"}),
+                      ("tiers", "insert", ("q", "a1"), {"state": "Ready"})])
+            await w.flush()
+            hops.clear()
+            w.submit([("agents", "update", ("a1",), {"state": "Idle"}), ("agents", "delete", ("a2",), {}),
+                      ("tiers", "update", ("q", "a1"), {"level": 2})])
+            await w.flush()
+        assert hops.count("batch") == 1
+        rows = await store.load_rows()
+        assert [(r["name"], r["state"]) for r in rows["agents"]] == [("a1", "Idle")]
+        assert [(r["queue"], r["agent"], r["level"]) for r in rows["tiers"]] == [("q", "a1", 2)]
