@@ -331,3 +331,12 @@ async def test_sqlite_batch_goes_to_the_database_thread_in_one_hop(monkeypatch):
         rows = await store.load_rows()
         assert [(r["name"], r["state"]) for r in rows["agents"]] == [("a1", "Idle")]
         assert [(r["queue"], r["agent"], r["level"]) for r in rows["tiers"]] == [("q", "a1", 2)]
+
+
+async def test_a_store_used_outside_trio_asyncio_fails_at_once_instead_of_retrying():
+    from ccfast.store import SqliteStore
+    from ccfast.store.aio import NoLoop
+
+    with trio.fail_after(2):
+        with pytest.raises(NoLoop, match="trio-asyncio loop"):
+            await SqliteStore().connect_with_retry()

@@ -25,9 +25,13 @@ from .base import StoreUnavailable
 open_loop = trio_asyncio.open_loop
 
 
+class NoLoop(RuntimeError):
+    """The store was used outside a trio-asyncio loop: a programming error, never retried."""
+
+
 def _require_loop() -> None:
     if trio_asyncio.current_loop.get(None) is None:
-        raise RuntimeError(
+        raise NoLoop(
             "ccfast.store needs a trio-asyncio loop: run it inside `async with ccfast.store.aio.open_loop():`"
         )
 

@@ -118,6 +118,8 @@ class Store:
                 self.connects += 1
             except StoreUnavailable as exc:
                 raise StoreUnavailable(f"cannot connect to {self.describe()}: {exc}") from exc
+            except aio.NoLoop:
+                raise  # not the database's fault: retrying would wait forever
             except Exception as exc:
                 raise StoreUnavailable(f"cannot connect to {self.describe()}: {self._reason(exc)}") from exc
         return self._conn
