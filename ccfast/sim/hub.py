@@ -201,8 +201,8 @@ class SocketHub:
         """Start the caller's TCP connection (non-blocking); the rest happens in :meth:`run`."""
         # the C socket type: socket.socket's Python wrapper costs a few microseconds per call
         # in __init__ and close, and nothing here needs its extras (makefile, context manager)
-        sock = _socket.socket(socket.AF_INET6 if ":" in target[0] else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setblocking(False)
+        sock = _socket.socket(socket.AF_INET6 if ":" in target[0] else socket.AF_INET,
+                              socket.SOCK_STREAM | socket.SOCK_NONBLOCK)   # non-blocking from the start
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         err = sock.connect_ex(target)
         conn = HubConnection(self.sim, self, sock, channel=ch, spec=spec, target=target)
