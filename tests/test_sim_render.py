@@ -183,3 +183,14 @@ async def test_a_finished_call_leaves_no_reference_cycle(nursery):
     finally:
         if was:
             gc.enable()
+
+
+async def test_costbench_drives_whole_calls():
+    """``python -m ccfast.sim.costbench`` (the simulator's own CPU per call, for A/B work) runs
+    complete calls: every channel ends, and the listeners shaped like ccfast's get events."""
+    from ccfast.sim import costbench
+
+    per_call, rendered = await costbench.calls(40)
+    assert per_call > 0 and rendered > 10_000     # connect-less: ~8 events of 4-7 KB per call
+    costs = await costbench.commands(50)
+    assert set(costs) == {"sendevent", "api"} and all(v > 0 for v in costs.values())
