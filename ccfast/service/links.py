@@ -25,9 +25,10 @@ log = logging.getLogger("ccfast.links")
 START_WAIT = 5.0  # seconds serve waits for a box at start before opening its listeners anyway
 
 # what the offers act on: job results, hangups, announcement ends, a standby member's unbridge
-# (an answer arrives as the job result; the bridge is confirmed on the member's own socket)
+# (an answer arrives as the job result; the bridge is confirmed on the member's own socket;
+# CHANNEL_HANGUP always precedes CHANNEL_HANGUP_COMPLETE, a ~5 KB event not needed as well)
 BOX_EVENTS = (
-    "BACKGROUND_JOB", "CHANNEL_UNBRIDGE", "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE", "CHANNEL_EXECUTE_COMPLETE",
+    "BACKGROUND_JOB", "CHANNEL_UNBRIDGE", "CHANNEL_HANGUP", "CHANNEL_EXECUTE_COMPLETE",
     "PRESENCE_PROBE",  # a phone subscribed to a queue's presence (§6.3)
 )
 # FreeSWITCH OR-s filters (integration notes §7.4): only agent legs (tagged cc_side=agent in the
