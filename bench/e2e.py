@@ -266,7 +266,11 @@ def summarize(result: dict) -> tuple[dict, dict]:
     core_best, oracle_best = best("core"), best("oracle")
     both = None
     if core_best and oracle_best:
-        both = min(core_best["offered_cps"], oracle_best["offered_cps"])
+        # the highest rate both series ran and both sustained (the series' rates differ)
+        ok = {mode: {x["offered_cps"] for x in result["steady"].get(mode, []) if x.get("sustained")}
+              for mode in ("core", "oracle")}
+        shared = [r for r in ok["core"] & ok["oracle"] if r <= min(core_best["offered_cps"], oracle_best["offered_cps"])]
+        both = max(shared) if shared else min(core_best["offered_cps"], oracle_best["offered_cps"])
     else:  # no rate sustained by both: compare at the lowest rate both measured
         common = ({x["offered_cps"] for x in result["steady"].get("core", [])}
                   & {x["offered_cps"] for x in result["steady"].get("oracle", [])})
