@@ -47,6 +47,21 @@ REFRESH_TIMEOUT_S = 10.0
 _FRESH: contextvars.ContextVar = contextvars.ContextVar("ccfast_db_config_fresh", default=None)
 
 
+def _unique_names(label: str, table: str, tables, what: str, hint: str, once: str) -> dict[str, str]:
+    """Every row of ``table`` has a name, each name (any case) once: {lower name: where}."""
+    names: dict[str, str] = {}
+    for i, row in enumerate(tables[table] or []):
+        where = _row_where(label, table, row, i)
+        name = row.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise configmod.ConfigError(where, "name", f"{what} without a name ({name!r})", hint)
+        if name.lower() in names:
+            raise configmod.ConfigError(where, f"{what} {name}", f"duplicate {what} name (first at {names[name.lower()]})",
+                                        once)
+        names[name.lower()] = where
+    return names
+
+
 def _row_where(label: str, table: str, row: dict, index: int) -> str:
     key = f"id={row['id']}" if row.get("id") is not None else f"row {index + 1}"
     return f"{label}:{table} {key}"
@@ -65,28 +80,13 @@ def check_config_rows(tables: dict[str, list[dict] | None], columns: dict[str, l
         if missing:
             raise configmod.ConfigError(f"{label}:{table}", ", ".join(missing), "column missing",
                                         f"a table with the column(s) {', '.join(REQUIRED_COLUMNS[table])}")
-    queue_names: dict[str, str] = {}
-    for i, row in enumerate(tables[QUEUES] or []):
-        where = _row_where(label, QUEUES, row, i)
-        name = row.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise configmod.ConfigError(where, "name", f"queue without a name ({name!r})", "a queue name, e.g. support@default")
-        if name.lower() in queue_names:
-            raise configmod.ConfigError(where, f"queue {name}", f"duplicate queue name (first at {queue_names[name.lower()]})",
-                                        "each queue name once (names compare case-insensitively)")
-        queue_names[name.lower()] = where
-    agent_names: dict[str, str] = {}
+    queue_names = _unique_names(label, QUEUES, tables, "queue", "a queue name, e.g. support@default",
+                                "each queue name once (names compare case-insensitively)")
+    _unique_names(label, AGENTS, tables, "agent", "an agent name, e.g. 1000@default", "each agent name once")
     for i, row in enumerate(tables[AGENTS] or []):
-        where = _row_where(label, AGENTS, row, i)
-        name = row.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise configmod.ConfigError(where, "name", f"agent without a name ({name!r})", "an agent name, e.g. 1000@default")
-        if name.lower() in agent_names:
-            raise configmod.ConfigError(where, f"agent {name}", f"duplicate agent name (first at {agent_names[name.lower()]})",
-                                        "each agent name once")
-        agent_names[name.lower()] = where
         if row.get("type") is None:
-            raise configmod.ConfigError(where, f"agent {name}: type", "NULL", "callback | uuid-standby")
+            raise configmod.ConfigError(_row_where(label, AGENTS, row, i), f"agent {row.get('name')}: type", "NULL",
+                                        "callback | uuid-standby")
     for i, row in enumerate(tables[TIERS] or []):
         where = _row_where(label, TIERS, row, i)
         agent, queue = row.get("agent"), row.get("queue")
