@@ -180,3 +180,42 @@ async def test_call_later_and_soon_run_in_order_and_cancel():
         assert out == ["soon-1", "soon-2", "early", "late"]
         assert svc.stats.get("task_failures", 0) == 0
         n.cancel_scope.cancel()
+
+
+class _RecordingConn:
+    def __init__(self):
+        self.posted, self.handler, self.closed, self.peer = [], None, False, "test"
+
+    def post(self, command, on_reply=None):
+        self.posted.append(command)
+
+    def close(self):
+        self.closed = True
+
+
+async def test_a_redirected_caller_whose_queue_became_ours_joins_like_any_caller():
+    """Cluster: no live owner appeared, but this node took the queue meanwhile: the caller gets the
+    same join pipeline (resume, linger, myevents, the event filters, answer) as one that came
+    straight here."""
+    from ccfast.service.caller import MemberSession
+
+    class Cluster:
+        def owns(self, queue):
+            return True
+
+        async def redirect_address(self, queue):
+            return None
+
+    class Svc:
+        cluster = Cluster()
+
+        def resolve_queue(self, name):
+            return object()
+
+    direct, redirected = _RecordingConn(), _RecordingConn()
+    MemberSession(Svc(), direct)._start_join(object())
+    session = MemberSession(Svc(), redirected)
+    await session._redirect("q")
+    assert [c.encode() for c in redirected.posted] == [c.encode() for c in direct.posted]
+    assert [c.encode() for c in direct.posted][-1].startswith(b"sendmsg") and len(direct.posted) == 8
+    assert not redirected.closed

@@ -145,6 +145,10 @@ class MemberSession:
         if svc.cluster is not None and not svc.cluster.owns(queue):
             svc.spawn(self._redirect, queue)
             return
+        self._start_join(params)
+
+    def _start_join(self, params) -> None:
+        """§3.2 in one write; the join itself follows answer's +OK (``_join_reply``)."""
         self._params = params
         self.phase = JOINING
         self._join_left = len(_JOIN) + 1
@@ -331,11 +335,7 @@ class MemberSession:
         address = await svc.cluster.redirect_address(queue)
         if address is None:
             if svc.cluster.owns(queue) and (params := svc.resolve_queue(queue)) is not None:
-                self._params = params  # the failover completed here: join as _connected would
-                self.phase = JOINING
-                self._join_left = len(_JOIN)
-                for command in _JOIN:
-                    self.conn.post(command, self._join_reply)
+                self._start_join(params)  # the failover completed here: join as _connected would
             else:
                 await self._decline(f"queue {queue!r} has no live owner in the cluster")
             return
