@@ -200,8 +200,11 @@ class BoxLink:
 
     def sendevent(self, headers: list[tuple[str, str]], encoded=None) -> None:
         try:
-            self.client.sendevent_nowait("CUSTOM", encoded if encoded is not None else headers,
-                                         subclass=S.EVENT_SUBCLASS, on_reply=self._count_dropped_event)
+            if encoded is not None:  # already the whole command (ccevents): straight onto the link
+                self.client.post(encoded, self._count_dropped_event)
+            else:
+                self.client.sendevent_nowait("CUSTOM", headers, subclass=S.EVENT_SUBCLASS,
+                                             on_reply=self._count_dropped_event)
         except ConnectionLost:
             self.events_dropped += 1
 
