@@ -95,61 +95,16 @@ def test_dialstring_shortcuts_agree_with_the_loops(text, monkeypatch):
         fast = ds.parse_originate(text)
     except (DialStringError, ValueError) as exc:
         fast = ("error", type(exc), str(exc))
-    assert ds.split_args(text.strip()) == _loop_args(text.strip())
+    assert ds.split_args(text.strip()) == ds._split_args_loop(text.strip())
     # the reference loops: _split_top's shortcut never applies, _split_unescaped always loops
     monkeypatch.setattr(ds, "_NO_NESTING", ds.re.compile(r"(?!)"))
-    monkeypatch.setattr(ds, "_split_unescaped", _loop_split)
-    monkeypatch.setattr(ds, "split_args", _loop_args)
+    monkeypatch.setattr(ds, "_split_unescaped", ds._split_unescaped_loop)
+    monkeypatch.setattr(ds, "split_args", ds._split_args_loop)
     try:
         slow = ds.parse_originate(text)
     except (DialStringError, ValueError) as exc:
         slow = ("error", type(exc), str(exc))
     assert fast == slow
-
-
-def _loop_split(s, sep):
-    out, cur, i = [], [], 0
-    while i < len(s):
-        c = s[i]
-        if c == "\\" and i + 1 < len(s) and s[i + 1] == sep:
-            cur.append(sep)
-            i += 2
-            continue
-        if c == sep:
-            out.append("".join(cur))
-            cur = []
-        else:
-            cur.append(c)
-        i += 1
-    out.append("".join(cur))
-    return out
-
-
-def _loop_args(text):
-    out, cur, quote, depth = [], [], "", 0
-    for c in text:
-        if quote:
-            cur.append(c)
-            if c == quote:
-                quote = ""
-        elif c in "'\"":
-            quote = c
-            cur.append(c)
-        elif c == "(":
-            depth += 1
-            cur.append(c)
-        elif c == ")":
-            depth = max(0, depth - 1)
-            cur.append(c)
-        elif c == " " and depth == 0:
-            if cur:
-                out.append("".join(cur))
-                cur = []
-        else:
-            cur.append(c)
-    if cur:
-        out.append("".join(cur))
-    return out
 
 
 def test_new_uuid_is_a_version_4_uuid():

@@ -58,6 +58,11 @@ class Originate:
 def _split_unescaped(s: str, sep: str) -> list[str]:
     if "\\" not in s:
         return s.split(sep)
+    return _split_unescaped_loop(s, sep)
+
+
+def _split_unescaped_loop(s: str, sep: str) -> list[str]:
+    """The reference: ``\\<sep>`` is a literal separator character."""
     out, cur, i = [], [], 0
     while i < len(s):
         c = s[i]
@@ -129,6 +134,11 @@ def split_args(text: str) -> list[str]:
                 break
         else:
             return parts
+    return _split_args_loop(text)
+
+
+def _split_args_loop(text: str) -> list[str]:
+    """The reference loop of ``split_args`` (quotes and ``()`` keep spaces)."""
     out, cur, quote, depth = [], [], "", 0
     for c in text:
         if quote:
