@@ -265,11 +265,7 @@ async def test_database_down_at_start_then_reachable(pg_dsn, tmp_path):  # noqa:
     proc = ServeProcess("")
     try:
         async with trio.open_nursery() as nursery:
-            box = Box(nursery, tmp_path, f'<param name="odbc-dsn" value="{dsn}"/>', None)
-            await box.start_sim()
-            proc.conf_path = box.conf_path
-            await proc.start(nursery, wait_ready=False)
-            await wait_for(lambda: proc.count("retrying in") >= 3, timeout=10, what="three logged retries")
+            box = await _start_waiting_for_the_database(nursery, tmp_path, proc, dsn, retries=3)
             assert proc.proc.returncode is None  # still running, waiting for the database
             line = next(ln for ln in proc.lines if "retrying in" in ln)
             assert f"cannot connect to PostgreSQL 127.0.0.1:{proxy.port}" in line and "ERROR" in line, line
@@ -285,16 +281,23 @@ async def test_database_down_at_start_then_reachable(pg_dsn, tmp_path):  # noqa:
             await proc.stop()
 
 
+async def _start_waiting_for_the_database(nursery, tmp_path, proc, dsn: str, *, retries: int):
+    """A simulated box and ``proc`` started against ``dsn``, once it has logged ``retries`` retries."""
+    box = Box(nursery, tmp_path, f'<param name="odbc-dsn" value="{dsn}"/>', None)
+    await box.start_sim()
+    proc.conf_path = box.conf_path
+    await proc.start(nursery, wait_ready=False)
+    await wait_for(lambda: proc.count("retrying in") >= retries, timeout=10, what=f"{retries} logged retries")
+    return box
+
+
 async def test_sigterm_while_waiting_for_the_database_exits_cleanly(tmp_path):
     port = free_port()  # nothing listens there
     proc = ServeProcess("")
     try:
         async with trio.open_nursery() as nursery:
-            box = Box(nursery, tmp_path, f'<param name="odbc-dsn" value="postgresql://u@127.0.0.1:{port}/x"/>', None)
-            await box.start_sim()
-            proc.conf_path = box.conf_path
-            await proc.start(nursery, wait_ready=False)
-            await wait_for(lambda: proc.count("retrying in") >= 1, timeout=10, what="a logged retry")
+            await _start_waiting_for_the_database(nursery, tmp_path, proc, f"postgresql://u@127.0.0.1:{port}/x",
+                                                  retries=1)
             proc.kill(signal.SIGTERM)
             assert await proc.wait(10) == 0
             assert any("before the service was up" in line for line in proc.lines)
