@@ -82,13 +82,19 @@ async def test_contention_each_queue_has_exactly_one_owner(pg_dsn):
             n.session.abort()
 
 
+def _two_owners(pg_dsn, lost: list):
+    """node-a (its losses appended to ``lost``) and node-b, both wanting every queue."""
+    a = QueueOwnership(PgSession(pg_dsn, purpose="a"), "node-a", on_lost=lambda *x: lost.append(x), **FAST)
+    b = QueueOwnership(PgSession(pg_dsn, purpose="b"), "node-b", **FAST)
+    a.want(QUEUES)
+    b.want(QUEUES)
+    return a, b
+
+
 async def test_killed_owner_fails_over_with_higher_generation(pg_dsn):
     async with cluster_db(pg_dsn) as (admin, _):
         lost = []
-        a = QueueOwnership(PgSession(pg_dsn, purpose="a"), "node-a", on_lost=lambda *x: lost.append(x), **FAST)
-        b = QueueOwnership(PgSession(pg_dsn, purpose="b"), "node-b", **FAST)
-        a.want(QUEUES)
-        b.want(QUEUES)
+        a, b = _two_owners(pg_dsn, lost)
         async with trio.open_nursery() as nursery:
             a_scope = trio.CancelScope()
 
@@ -120,10 +126,7 @@ async def test_killed_owner_fails_over_with_higher_generation(pg_dsn):
 async def test_owner_whose_connection_drops_learns_it_lost_its_queues(pg_dsn):
     async with cluster_db(pg_dsn) as (admin, _):
         lost = []
-        a = QueueOwnership(PgSession(pg_dsn, purpose="a"), "node-a", on_lost=lambda *x: lost.append(x), **FAST)
-        b = QueueOwnership(PgSession(pg_dsn, purpose="b"), "node-b", **FAST)
-        a.want(QUEUES)
-        b.want(QUEUES)
+        a, b = _two_owners(pg_dsn, lost)
         async with trio.open_nursery() as nursery:
             await nursery.start(a.run)
             await wait_for(lambda: len(a.owned) == len(QUEUES))
