@@ -102,9 +102,9 @@ _TEXT = st.text(alphabet=st.sampled_from(list("ab =,{}()'\"&|/%2F%zé\n\t:;@")),
 @given(_TEXT)
 def test_c_split_args_matches_the_loop(text):
     from ccfast.sim import _render
-    from tests.test_sim_units import _loop_args
+    from ccfast.sim.dialstring import _split_args_loop
 
-    assert _render.split_args(text) == _loop_args(text)
+    assert _render.split_args(text) == _split_args_loop(text)
 
 
 @settings(max_examples=300, deadline=None)
