@@ -257,7 +257,7 @@ async def _serve(cfg, core, clock: Clock, writer, task_status, *, config_source=
             service.spawn(service.forget_gone_callers)
 
         outbound_port = await nursery.start(
-            OutboundHub(service.on_connection, after_tick=service.after_hub_tick).serve, settings.outbound_listen.host, settings.outbound_listen.port
+            OutboundHub(service.on_connection, after_tick=service.push).serve, settings.outbound_listen.host, settings.outbound_listen.port
         )
         if cluster is not None:  # sets service.cluster; gives its queues up when this nursery ends
             await nursery.start(cluster.run, service, writer, outbound_port)

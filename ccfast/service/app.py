@@ -242,10 +242,6 @@ class Service:
                 return box
         return self.default_box()
 
-    def after_hub_tick(self) -> None:
-        """The callers' hub handled a batch of sockets: write what it queued on the box links."""
-        self.push()
-
     def on_connection(self, conn) -> None:
         """A caller's outbound ESL connection (``OutboundHub``): serve it to its end."""
         MemberSession(self, conn).start()

@@ -9,10 +9,8 @@ never waits on the socket.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Iterator
 
 import trio
 
@@ -121,21 +119,11 @@ class BoxLink:
         self.on_command(command.split(" ", 1)[0], time.perf_counter() - t0)
         return reply
 
-    @contextlib.contextmanager
-    def follow(self, uuid: str) -> Iterator[None]:
-        """While open, this channel's events reach the router although it is no agent leg
-        (a temporary ``filter Unique-ID <uuid>``, queued before any later command)."""
+    def follow_cb(self, uuid: str) -> "_Closer":
+        """This (non-agent) channel's events reach the router too until the returned object's
+        ``close()`` (a temporary ``filter Unique-ID <uuid>``, queued before any later command)."""
         self.client.add_filter("Unique-ID", uuid)
-        try:
-            yield
-        finally:
-            self.client.remove_filter("Unique-ID", uuid)
-
-    def follow_cb(self, uuid: str):
-        """``follow`` without a ``with`` block: the returned object's ``close()`` ends it."""
-        follow = self.follow(uuid)
-        follow.__enter__()
-        return _Closer(lambda: follow.__exit__(None, None, None))
+        return _Closer(lambda: self.client.remove_filter("Unique-ID", uuid))
 
     def bgapi_then(self, command: str, job_uuid: str, on_result) -> None:
         """``bgapi <command>`` with our Job-UUID; ``on_result(body or exception)`` once the
@@ -156,16 +144,6 @@ class BoxLink:
             self.client.bgapi_nowait(command, job_uuid=job_uuid, on_result=done)
         except ConnectionLost as exc:
             done(exc)
-
-    async def bgapi(self, command: str, job_uuid: str) -> str:
-        """``bgapi <command>``'s job result. Timed up to the BACKGROUND_JOB (for ``originate``:
-        until the leg answered or failed, ringing included) into ``on_command``."""
-        if self.on_command is None:
-            return await self.client.bgapi(command, job_uuid=job_uuid)
-        t0 = time.perf_counter()
-        reply = await self.client.bgapi(command, job_uuid=job_uuid)
-        self.on_command(command.split(" ", 1)[0], time.perf_counter() - t0)
-        return reply
 
     def api_nowait(self, command: str) -> None:
         """``api <command>`` whose reply nobody awaits (queued in order; failures counted)."""

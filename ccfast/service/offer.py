@@ -65,9 +65,9 @@ class OfferTask:
         self._agent_hungup = False  # a hangup of the agent leg was seen
         self._watches: list = []  # router watches (and a follow) to close when done
         self._media: trio.MemorySendChannel | None = None  # agent events for a running announcement
-        self._in_media = False
         self._confirm = None  # bridge confirmation: (timer) while waiting
         self._standby = False
+        self._break_pending = False  # callcenter_break arrived before the bridge
 
     # -- control from elsewhere ----------------------------------------------------------------
     def cancel(self, cause: str) -> None:
@@ -83,8 +83,6 @@ class OfferTask:
             self._end()
         else:
             self._break_pending = True
-
-    _break_pending = False
 
     def _current_box(self):
         member = self.service.members.get(self.offer.member_uuid)
@@ -338,7 +336,7 @@ class OfferTask:
                 self._media.send_nowait(event)
             except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
                 pass
-        if not hangup or self._in_media:
+        if not hangup or self._media is not None:  # an announcement is reading the events
             return
         if self.phase == ANSWERED and self._confirm is not None:
             self._step(self._bridge_check)
@@ -491,7 +489,7 @@ class OfferTask:
         files = [f for f in sound[len("ARRAY::"):].split("::") if f] if sound.startswith("ARRAY::") else [sound]
         box = self._box
         send, receive = trio.open_memory_channel(64)
-        self._media, self._in_media = send, True
+        self._media = send
         try:
             with trio.move_on_after(ANNOUNCE_TIMEOUT):
                 for file in files:
@@ -508,7 +506,7 @@ class OfferTask:
                                 and event.get("Application-Data") == file):
                             break  # played or unplayable (skipped): next file
         finally:
-            self._media, self._in_media = None, False
+            self._media = None
             send.close()
 
 

@@ -9,7 +9,7 @@ like the reference's step lists.
 
 from __future__ import annotations
 
-from typing import ContextManager, Protocol
+from typing import Protocol
 
 from .router import ChannelRouter
 
@@ -24,19 +24,26 @@ class Box(Protocol):
     async def api(self, command: str) -> str:
         """``api <command>``; the response body."""
 
-    def follow(self, uuid: str) -> ContextManager[None]:
-        """While open, events of this (non-agent) channel reach ``router`` (the link filters
-        events to agent legs and job results)."""
+    def follow_cb(self, uuid: str):
+        """Events of this (non-agent) channel reach ``router`` too (the link filters events to
+        agent legs and job results) until the returned object's ``close()``."""
 
     def api_nowait(self, command: str) -> None:
         """``api <command>`` queued in order on the link; nobody waits for its reply (a later
         awaited command's reply proves it ran). Never raises (a down link counts a failure)."""
 
+    def api_then(self, command: str, on_reply) -> None:
+        """``api <command>`` queued in order; ``on_reply(body or exception)`` when it is known."""
+
+    def bgapi_then(self, command: str, job_uuid: str, on_result) -> None:
+        """``bgapi <command>`` with our Job-UUID; ``on_result(body or exception)`` when the
+        BACKGROUND_JOB arrives or the command/link failed."""
+
+    def push(self) -> None:
+        """Write what is queued now (the end of a step of the hot path)."""
+
     async def wait_up(self) -> None:
         """Until the link is connected and authenticated."""
-
-    async def bgapi(self, command: str, job_uuid: str) -> str:
-        """``bgapi <command>`` with our Job-UUID; the BACKGROUND_JOB body when it arrives."""
 
     def sendevent(self, headers: list[tuple[str, str]], encoded=None) -> None:
         """Queue ``sendevent CUSTOM`` with these headers (``encoded``: the same, already encoded

@@ -1,42 +1,16 @@
-"""Route channel events from an ESL link to the tasks watching those channels.
+"""Route channel events from an ESL link to the offers watching those channels.
 
-One inbound link carries the events of every channel on its box. Offer tasks and member sessions
-``watch(uuid)`` the channels they care about and receive that channel's events on a private
-memory channel. Routing never blocks the link's reader: each watcher has a bounded buffer, and an
-event that finds it full is dropped and counted (``Watch.overflowed``). One channel produces a
-handful of events per call, far below ``WATCH_BUFFER``, so a drop means a stuck watcher; after a
-link outage ``Service.reconcile_box`` re-checks watched legs with ``uuid_exists`` instead.
+One inbound link carries the events of every channel on its box. Offers ``watch_cb(uuid, fn)``
+the channels they care about; the link's reader hands each event to ``fn`` synchronously, in wire
+order (no buffer, no task). Events of channels nobody watches are dropped here. After a link
+outage ``Service.reconcile_box`` re-checks watched legs with ``uuid_exists``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
-
-import trio
 
 log = logging.getLogger("ccfast.router")
-
-WATCH_BUFFER = 256
-
-
-class Watch:
-    """The receiving side of one channel watch."""
-
-    def __init__(self, uuid: str) -> None:
-        self.uuid = uuid
-        self._send, self.receive = trio.open_memory_channel(WATCH_BUFFER)
-        self.overflowed = 0
-
-    def deliver(self, event) -> None:
-        try:
-            self._send.send_nowait(event)
-        except trio.WouldBlock:
-            self.overflowed += 1
-
-    def close(self) -> None:
-        self._send.close()
 
 
 class CallbackWatch:
@@ -65,17 +39,7 @@ class ChannelRouter:
     """uuid → watches. Events for channels nobody watches are dropped here."""
 
     def __init__(self) -> None:
-        self._watches: dict[str, list[Watch]] = {}
-
-    @contextlib.contextmanager
-    def watch(self, uuid: str) -> Iterator[Watch]:
-        watch = Watch(uuid)
-        self._watches.setdefault(uuid, []).append(watch)
-        try:
-            yield watch
-        finally:
-            self._remove(watch)
-            watch.close()
+        self._watches: dict[str, list[CallbackWatch]] = {}
 
     def watch_cb(self, uuid: str, fn) -> CallbackWatch:
         """Deliver ``uuid``'s events to ``fn(event)`` until the returned watch is closed."""
