@@ -113,12 +113,39 @@ async def _lag_monitor() -> None:
                 print(f"gc total {totals['n']} collections {1000 * totals['s']:.0f} ms", file=sys.stderr, flush=True)
     tally.t0 = 0.0
     gc.callbacks.append(tally)
+    trio.lowlevel.add_instrument(_SlowSteps())
     while True:
         t0 = time.perf_counter()
         await trio.sleep(0.005)
         lag = time.perf_counter() - t0 - 0.005
         if lag > 0.02:
             print(f"lag {1000 * lag:.1f} ms", file=sys.stderr, flush=True)
+
+
+class _SlowSteps(trio.abc.Instrument):
+    """Names the task of every scheduler step over 10 ms (what a lag was spent on)."""
+
+    t0 = io0 = 0.0
+
+    def before_task_step(self, task) -> None:
+        import time
+        self.t0 = time.perf_counter()
+
+    def after_task_step(self, task) -> None:
+        import time
+        took = time.perf_counter() - self.t0
+        if took > 0.01:
+            print(f"slow step {1000 * took:.1f} ms in {task.name}", file=sys.stderr, flush=True)
+
+    def before_io_wait(self, timeout) -> None:
+        import time
+        self.io0 = time.perf_counter()
+
+    def after_io_wait(self, timeout) -> None:
+        import time
+        took = time.perf_counter() - self.io0
+        if took > timeout + 0.01:
+            print(f"slow io wait {1000 * took:.1f} ms (timeout {1000 * timeout:.1f})", file=sys.stderr, flush=True)
 
 
 def parse_args(argv=None):
