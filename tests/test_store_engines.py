@@ -302,32 +302,34 @@ async def test_fetch_config_tables(target):
         assert cfg["cc_settings"][0]["odbc_dsn"].endswith("password='PASS'")
 
 
-async def test_sqlite_batch_goes_to_the_database_thread_in_one_hop(monkeypatch):
-    """A batch of several statements (deletes, inserts, updates) is one call into aiosqlite's
-    thread, with the same result as statement by statement."""
-    import aiosqlite
-
+async def test_sqlite_batch_goes_to_the_database_thread_in_one_hop():
+    """A batch of several statements (deletes, inserts, updates) with its BEGIN and COMMIT is
+    one job on aiosqlite's thread, with the same result as statement by statement."""
     from ccfast.store import SqliteStore
 
-    hops = []
-    original = aiosqlite.Connection._execute
+    jobs = []
 
-    async def counting(self, fn, *args, **kwargs):
-        hops.append(getattr(fn, "__name__", "?"))
-        return await original(self, fn, *args, **kwargs)
+    class Counting:  # aiosqlite's job queue, counted (its thread keeps reading the real one)
+        def __init__(self, queue):
+            self.queue = queue
 
-    monkeypatch.setattr(aiosqlite.Connection, "_execute", counting)
+        def put_nowait(self, item):
+            jobs.append(getattr(item[1], "__name__", "?"))
+            self.queue.put_nowait(item)
+
     async with opened(("sqlite", lambda **kw: SqliteStore(**kw))) as store:
+        await store.connect()
+        store._conn._tx = Counting(store._conn._tx)
         async with open_writer(store, WriterConfig(max_delay=0)) as w:
             w.submit([("agents", "insert", ("a1",), {"status": "Available"}),
                       ("agents", "insert", ("a2",), {"status": "On Break"}),
                       ("tiers", "insert", ("q", "a1"), {"state": "Ready"})])
             await w.flush()
-            hops.clear()
+            jobs.clear()
             w.submit([("agents", "update", ("a1",), {"state": "Idle"}), ("agents", "delete", ("a2",), {}),
                       ("tiers", "update", ("q", "a1"), {"level": 2})])
             await w.flush()
-        assert hops.count("batch") == 1
+        assert jobs == ["transaction"]
         rows = await store.load_rows()
         assert [(r["name"], r["state"]) for r in rows["agents"]] == [("a1", "Idle")]
         assert [(r["queue"], r["agent"], r["level"]) for r in rows["tiers"]] == [("q", "a1", 2)]
@@ -340,3 +342,23 @@ async def test_a_store_used_outside_trio_asyncio_fails_at_once_instead_of_retryi
     with trio.fail_after(2):
         with pytest.raises(NoLoop, match="trio-asyncio loop"):
             await SqliteStore().connect_with_retry()
+
+
+async def test_sqlite_transaction_past_op_timeout_is_interrupted_and_rolled_back(tmp_path):
+    """The direct (no asyncio) transaction path keeps the op_timeout bound: the running statement
+    is interrupted, the transaction rolled back, StoreUnavailable raised, the store still usable
+    (a file: a timeout drops the connection, which would drop an in-memory database)."""
+    from ccfast.store import SqliteStore
+    from ccfast.store.base import StoreUnavailable
+
+    slow = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 1000000000) "
+            "SELECT count(*) FROM c")
+    path = str(tmp_path / "callcenter.db")
+    async with opened(("sqlite", lambda **kw: SqliteStore(path, op_timeout=0.2, **kw))) as store:
+        t0 = trio.current_time()
+        with pytest.raises(StoreUnavailable, match="timed out after 0.2 s"):
+            await store.execute([("INSERT INTO agents (name) VALUES ('x')", None), (slow, None)])
+        assert trio.current_time() - t0 < 5  # both attempts (a reused connection is retried once)
+        assert await store.fetch("SELECT count(*) FROM agents") == [(0,)]  # rolled back
+        await store.execute([("INSERT INTO agents (name) VALUES ('y')", None)])
+        assert await store.fetch("SELECT name FROM agents") == [("y",)]

@@ -137,6 +137,82 @@ def batch_statements(changes: Iterable[Change], dollar: bool, replay: bool) -> l
     return out
 
 
+# (kind, table, shape, dollar) -> (sql, plan): the statement of one change shape (see change_statements)
+_SHAPES: dict[tuple[str, str, tuple, bool], tuple[str, Any]] = {}
+
+
+def _shape(kind: str, table: str, shape: tuple, dollar: bool) -> tuple[str, Any]:
+    """SQL and value plan for a PUT/UPDATE whose cols dict has the keys ``shape`` (in its order).
+
+    Plans: PUT — ``None`` (every key column is in the dict: the values as they are), ``True`` (no
+    key column: values + key), or the key indexes to append; UPDATE — ``None`` (no key column
+    in the dict: values + key), or the non-key columns to take (``()``: nothing to set).
+    ValueError names columns the table does not have (the writer's submit refuses them earlier)."""
+    known = COLUMN_NAMES.get(table)
+    if known is None:
+        raise ValueError(f"change for unknown table {table!r}")
+    bad = [c for c in shape if c not in known]
+    if bad:
+        raise ValueError(f"change for {table} has unknown column(s) {sorted(bad)}")
+    keys = KEY_COLUMNS[table]
+    if kind == PUT:
+        missing = tuple(i for i, k in enumerate(keys) if k not in shape)
+        cols = shape + tuple(keys[i] for i in missing)
+        plan: Any = None if not missing else True if len(missing) == len(keys) else missing
+        return _sql(PUT, table, cols, dollar), plan
+    sets = tuple(c for c in shape if c not in keys)
+    plan = None if len(sets) == len(shape) else sets
+    return (_sql(UPDATE, table, sets, dollar) if sets else ""), plan
+
+
+def change_statements(changes: Iterable[Change], dollar: bool) -> list[tuple[str, list[tuple]]]:
+    """The fast form of :func:`batch_statements` for the write-behind: the same statements
+    (deletes, inserts, updates, grouped by shape), but the values are bound as they are (no
+    per-value conversion) and a shape's columns are in its cols dict's order.
+
+    The core's journal is typed already (str / int / None per column type: tests check it), so
+    this is what the writer sends first; a batch the database refuses is retried with
+    :func:`batch_statements` (converted values) before it is split (``Store.write_changes``).
+    SQLite would convert by column affinity anyway; PostgreSQL is strict."""
+    deletes: dict[str, list[tuple]] = {}
+    groups: dict[tuple[str, str, tuple], tuple[str, Any, list[tuple]]] = {}  # -> (sql, plan, args)
+    shapes = _SHAPES
+    for ch in changes:
+        kind, table, key, cols = ch.kind, ch.table, ch.key, ch.cols
+        if kind != UPDATE:  # PUT always clears the key first: idempotent, never a duplicate row
+            d = deletes.get(table)
+            if d is None:
+                d = deletes[table] = []
+            d.append(key)
+            if kind != PUT:
+                continue
+        shape = tuple(cols)
+        g = groups.get((kind, table, shape))
+        if g is None:
+            sk = (kind, table, shape, dollar)
+            sp = shapes.get(sk)
+            if sp is None:
+                sp = shapes[sk] = _shape(kind, table, shape, dollar)
+            g = groups[(kind, table, shape)] = (sp[0], sp[1], [])
+        plan = g[1]
+        if plan is None:
+            g[2].append(tuple(cols.values()) + key if kind == UPDATE else tuple(cols.values()))
+        elif kind == PUT:
+            g[2].append(tuple(cols.values()) + (key if plan is True else tuple(key[i] for i in plan)))
+        elif plan:
+            g[2].append(tuple(cols[c] for c in plan) + key)
+    out: list[tuple[str, list[tuple]]] = []
+    for table, args in deletes.items():
+        out.append((_sql(DELETE, table, (), dollar), args))
+    for (kind, _, _), (sql, _, args) in groups.items():
+        if kind == PUT and args:
+            out.append((sql, args))
+    for (kind, _, _), (sql, _, args) in groups.items():
+        if kind == UPDATE and args:
+            out.append((sql, args))
+    return out
+
+
 def snapshot_statements(rows: Rows, dollar: bool) -> list[tuple[str, list[tuple] | None]]:
     """Replace the three tables' content with ``rows`` (deletes first, then inserts in row order).
 

@@ -30,6 +30,7 @@ from .base import (
     StoreError,
     StoreUnavailable,
     batch_statements,
+    change_statements,
     select_sql,
     snapshot_statements,
 )
@@ -138,8 +139,12 @@ class Store:
         return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
 
     # -- running one operation ---------------------------------------------------------------
-    async def _run(self, body: Callable[[Any], Awaitable[Any]], *, transaction: bool = True) -> Any:
-        """Run ``body(conn)`` (asyncio coroutine fn) as one operation, in a transaction."""
+    async def _run(self, body: Callable[[Any], Awaitable[Any]] | None, *, transaction: bool = True,
+                   direct: Callable[[Any], Awaitable[Any]] | None = None) -> Any:
+        """Run ``body(conn)`` (asyncio coroutine fn) as one operation, in a transaction.
+
+        ``direct(conn)`` instead: a trio coroutine fn that runs the whole operation itself (an
+        engine's shortcut past the asyncio loop; it must be shielded and bounded like aio.run)."""
 
         async def op(conn: Any) -> Any:
             if not transaction:
@@ -160,6 +165,8 @@ class Store:
                     await self._drop()  # closed while idle (server restart, pg_terminate_backend)
                 conn = await self._ensure()
                 try:
+                    if direct is not None:
+                        return await direct(conn)
                     return await aio.run(op, conn, timeout=self.op_timeout)
                 except Exception as exc:
                     self.failures += 1
@@ -205,22 +212,36 @@ class Store:
         return done
 
     async def write_changes(self, changes: list[Change], *, replay: bool = False) -> None:
-        """Write one batch of coalesced changes in one transaction (idempotent when ``replay``)."""
-        statements = batch_statements(changes, self.dollar, replay)
+        """Write one batch of coalesced changes in one transaction (idempotent: an insert is
+        delete-by-key + insert, so ``replay`` needs nothing more).
 
-        async def body(conn: Any) -> None:
-            await self._exec_all(conn, statements)
-
-        await self._run(body)
+        The values go as they are (:func:`change_statements`); a batch the database refuses is
+        tried once more with values converted to the column types (:func:`batch_statements`)
+        before :class:`DataRejected` reaches the caller."""
+        try:
+            await self._transaction(change_statements(changes, self.dollar))
+        except DataRejected:
+            await self._transaction(batch_statements(changes, self.dollar, replay))
 
     async def write_snapshot(self, rows: Rows) -> None:
         """Replace the content of the three tables with ``rows`` in one transaction."""
-        statements = snapshot_statements(rows, self.dollar)
+        await self._transaction(snapshot_statements(rows, self.dollar))
 
+    async def _transaction(self, statements: Statements) -> None:
         async def body(conn: Any) -> None:
-            await self._exec_all(conn, statements)
+            await self._aio_transaction(conn, statements)
 
-        await self._run(body)
+        await self._run(body, transaction=False)
+
+    async def _aio_transaction(self, conn: Any, statements: Statements) -> None:
+        """BEGIN, the statements, COMMIT (abort on failure); engines may do it in fewer hops."""
+        await self._aio_begin(conn)
+        try:
+            await self._exec_all(conn, statements)
+            await self._aio_commit(conn)
+        except BaseException:
+            await self._aio_abort(conn)
+            raise
 
     async def load_rows(self) -> Rows:
         """All rows of agents (by name), tiers (by queue, agent) and members (by joined_epoch).
@@ -257,10 +278,7 @@ class Store:
         if not statements:
             return
 
-        async def body(conn: Any) -> None:
-            await self._exec_all(conn, statements)
-
-        await self._run(body)
+        await self._transaction(statements)
 
     async def fetch_config_tables(
         self, tables: Iterable[str] = CONFIG_TABLES, *, required: bool = True
@@ -294,10 +312,7 @@ class Store:
     async def execute(self, statements: Statements) -> None:
         """Run raw statements in one transaction (tests, tools)."""
 
-        async def body(conn: Any) -> None:
-            await self._exec_all(conn, statements)
-
-        await self._run(body)
+        await self._transaction(statements)
 
     async def fetch(self, sql: str, args: tuple | None = None) -> list[tuple]:
         """Run one query and return its rows as tuples (tests, tools)."""

@@ -70,6 +70,7 @@ STATE_RESYNC = "resync"
 
 _COLSETS = {t: frozenset(c) for t, c in COLUMN_NAMES.items()}
 _KEYLEN = {t: len(k) for t, k in KEY_COLUMNS.items()}
+_INFO = {t: (_KEYLEN[t], _COLSETS[t]) for t in COLUMN_NAMES}
 
 
 @dataclasses.dataclass
@@ -120,34 +121,75 @@ class Backlog:
 
     def __init__(self) -> None:
         self._pending: collections.OrderedDict[tuple[str, tuple], Change] = collections.OrderedDict()
-        self.coalesced = 0
+        self.coalesced = 0  # entries merged into a pending change
+        self.accepted = 0  # entries taken (merged or new)
 
     def __len__(self) -> int:
         return len(self._pending)
 
     def add(self, table: str, op: str, key: tuple, cols: dict) -> None:
-        k = (table, key)
-        ch = self._pending.get(k)
-        if ch is None:
-            if op == OP_INSERT:
-                self._pending[k] = Change(table, key, PUT, dict(cols), False)
-            elif op == OP_UPDATE:
-                self._pending[k] = Change(table, key, UPDATE, dict(cols), True)
-            else:
-                self._pending[k] = Change(table, key, DELETE, {}, True)
-            return
-        self.coalesced += 1
-        if op == OP_UPDATE:
-            if ch.kind != DELETE:  # an update after a delete touches no row
-                ch.cols.update(cols)
-        elif op == OP_INSERT:
-            if ch.kind != PUT:
-                ch.had_row = True  # the row existed (update) or may still exist (delete pending)
-            ch.kind, ch.cols = PUT, dict(cols)
-        elif ch.kind == PUT and not ch.had_row:
-            del self._pending[k]  # inserted and deleted before reaching the database
-        else:
-            ch.kind, ch.cols = DELETE, {}
+        """Merge one (already validated) entry; see :meth:`add_many`."""
+        self.add_many(((table, op, key, cols),), check=False)
+
+    def add_many(self, entries: Iterable[Any], check: bool = True) -> int:
+        """Validate (``check``) and merge journal entries in order; returns how many.
+
+        A malformed entry raises ValueError (:func:`validate_entry`'s message); the entries
+        before it are merged. The cols dicts are kept, not copied (a merge builds a new dict, so
+        the caller's dicts are never changed): the caller must not change them afterwards — the
+        core never does, its journal is handed over by ``drain_journal``.
+        """
+        pending = self._pending
+        get = pending.get
+        info = _INFO
+        n = merged = 0
+        try:
+            for entry in entries:
+                if check:
+                    try:
+                        table, op, key, cols = entry
+                        keylen, colset = info[table]
+                        ok = type(key) is tuple and len(key) == keylen and cols.keys() <= colset
+                    except Exception:
+                        ok = False
+                    if not ok:
+                        validate_entry(entry)  # raises the specific error
+                        raise ValueError(f"malformed journal entry {entry!r}")  # pragma: no cover
+                else:
+                    table, op, key, cols = entry
+                k = (table, key)
+                ch = get(k)
+                if ch is None:
+                    if op == OP_UPDATE:
+                        pending[k] = Change(table, key, UPDATE, cols, True)
+                    elif op == OP_INSERT:
+                        pending[k] = Change(table, key, PUT, cols, False)
+                    elif op == OP_DELETE:
+                        pending[k] = Change(table, key, DELETE, {}, True)
+                    else:
+                        validate_entry(entry)
+                    n += 1
+                    continue
+                if op == OP_UPDATE:
+                    if ch.kind != DELETE:  # an update after a delete touches no row
+                        ch.cols = {**ch.cols, **cols}  # a new dict: never the caller's
+                elif op == OP_INSERT:
+                    if ch.kind != PUT:
+                        ch.had_row = True  # the row existed (update) or may still exist (delete pending)
+                    ch.kind, ch.cols = PUT, cols
+                elif op == OP_DELETE:
+                    if ch.kind == PUT and not ch.had_row:
+                        del pending[k]  # inserted and deleted before reaching the database
+                    else:
+                        ch.kind, ch.cols = DELETE, {}
+                else:
+                    validate_entry(entry)
+                merged += 1
+                n += 1
+        finally:
+            self.coalesced += merged
+            self.accepted += n
+        return n
 
     def take(self, n: int) -> list[Change]:
         out = []
@@ -214,13 +256,16 @@ class Writer:
             return
         backlog = self._backlog
         was_empty = not backlog
-        n = 0
-        for entry in entries:
-            table, op, key, cols = validate_entry(entry)
-            backlog.add(table, op, key, cols)
-            n += 1
-        if not n:
-            return
+        before = backlog.accepted
+        try:
+            backlog.add_many(entries)
+        finally:  # a malformed entry raises; the entries before it are pending and accounted
+            n = backlog.accepted - before
+            if n:
+                self._submitted(n, was_empty)
+
+    def _submitted(self, n: int, was_empty: bool) -> None:
+        backlog = self._backlog
         self.stats.submitted += n
         if was_empty and backlog:
             self._first_at = trio.current_time()
