@@ -119,7 +119,7 @@ def run_step(mode: str, job: dict, *, per_queue: int, talk: float | None, status
         ports = _read_json_line(ccfast, "outbound_port", 60)
         if profile_to is not None:
             spy = subprocess.Popen([str(Path(PY).parent / "py-spy"), "record", "--pid", str(ports["pid"]),
-                                    "--format", "raw", "--rate", "250", "--nonblocking", "-o", str(profile_to)],
+                                    "--format", "raw", "--rate", os.environ.get("CCFAST_PROFILE_RATE", "250"), "--nonblocking", "-o", str(profile_to)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
         job = dict(job, outbound_port=ports["outbound_port"], control_port=ports["control_port"],
@@ -144,7 +144,8 @@ def run_step(mode: str, job: dict, *, per_queue: int, talk: float | None, status
         lines = log.read().splitlines()
         result["ccfast_log_errors"] = sum(1 for line in lines if line.startswith(("ERROR", "CRITICAL")))
         result["ccfast_log_lines"] = len(lines)
-        result["ccfast_log_head"] = [line for line in lines if not line.startswith("WARNING ccfast.store")][:8]
+        result["ccfast_log_head"] = ([line for line in lines if not line.startswith("WARNING ccfast.store")][:8]
+                                     + [line for line in lines if line.startswith("io waits")])
         return result
     finally:
         if spy is not None:

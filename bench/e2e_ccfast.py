@@ -113,13 +113,17 @@ async def _lag_monitor() -> None:
                 print(f"gc total {totals['n']} collections {1000 * totals['s']:.0f} ms", file=sys.stderr, flush=True)
     tally.t0 = 0.0
     gc.callbacks.append(tally)
-    trio.lowlevel.add_instrument(_SlowSteps())
-    while True:
-        t0 = time.perf_counter()
-        await trio.sleep(0.005)
-        lag = time.perf_counter() - t0 - 0.005
-        if lag > 0.02:
-            print(f"lag {1000 * lag:.1f} ms", file=sys.stderr, flush=True)
+    steps = _SlowSteps()
+    trio.lowlevel.add_instrument(steps)
+    try:
+        while True:
+            t0 = time.perf_counter()
+            await trio.sleep(0.005)
+            lag = time.perf_counter() - t0 - 0.005
+            if lag > 0.02:
+                print(f"lag {1000 * lag:.1f} ms", file=sys.stderr, flush=True)
+    finally:
+        print(f"io waits {steps.io_waits}; task steps {dict(steps.steps.most_common(12))}", file=sys.stderr, flush=True)
 
 
 class _SlowSteps(trio.abc.Instrument):
@@ -127,9 +131,15 @@ class _SlowSteps(trio.abc.Instrument):
 
     t0 = io0 = 0.0
 
+    def __init__(self) -> None:
+        import collections
+        self.steps = collections.Counter()  # scheduler steps per task name
+        self.io_waits = 0
+
     def before_task_step(self, task) -> None:
         import time
         self.t0 = time.perf_counter()
+        self.steps[task.name] += 1
 
     def after_task_step(self, task) -> None:
         import time
@@ -139,6 +149,7 @@ class _SlowSteps(trio.abc.Instrument):
 
     def before_io_wait(self, timeout) -> None:
         import time
+        self.io_waits += 1
         self.io0 = time.perf_counter()
 
     def after_io_wait(self, timeout) -> None:

@@ -23,6 +23,7 @@ import trio
 
 from . import _connection
 from ._commands import Command
+from ._steps import STEPS, close_step, open_step
 from ._events import (ApiResponse, AuthRequest, ChannelData, CommandReply, DisconnectNotice,
                       Event, Message, RudeRejection)
 from .errors import ProtocolError
@@ -175,6 +176,20 @@ class EventQueue:
             raise StopAsyncIteration
 
 
+def settle(slot: Any, reply: Any) -> None:
+    """Hand a reply (or the link's failure) to one slot of a reply FIFO: ``None`` (nobody wants
+    it), a :class:`_Waiter`, or a bare ``on_reply`` callable — fire-and-forget commands (many per
+    call) queue their callback itself rather than a waiter around it. A bare callback's exception
+    propagates: each reader decides what it means."""
+    if type(slot) is _Waiter:
+        if isinstance(reply, BaseException):
+            slot.fail(reply)
+        else:
+            slot.set(reply)
+    elif slot is not None:
+        slot(reply)
+
+
 class _Waiter:
     """The reply slot of one command (or one bgapi job).
 
@@ -265,8 +280,10 @@ class _Link:
         self.writes = 0  # send_all calls (each carries one or more commands)
         self.commands = 0
 
-    def post(self, command: Command, on_reply: Callable[[Any], Any] | None = None) -> _Waiter:
-        """Queue ``command`` and its reply waiter; returns at once (ConnectionLost when down).
+    def post(self, command: Command, on_reply: Callable[[Any], Any] | None = None) -> None:
+        """Queue ``command`` and its reply slot; returns at once (ConnectionLost when down).
+        ``on_reply(reply_or_exception)`` (optional) is called from the reader; an exception it
+        raises is swallowed (it must never break the link).
 
         The bytes leave with the next flush: at once through the writer task when one runs,
         else with the next :meth:`send`/:meth:`flush` on this link."""
@@ -274,18 +291,29 @@ class _Link:
             raise ConnectionLost("not connected")
         # an Encoded command is its bytes (the protocol's checks concern closed links and exit)
         data = command.data if type(command) is Encoded else self.proto.send(command)
-        w = _Waiter(on_reply)
-        self.pending.append(w)  # registered before the bytes can leave
+        self.pending.append(on_reply)  # registered before the bytes can leave
         self._out.append(data)
         self.commands += 1
         if self._writer_wake is not None and not self._writer_armed:
             self._writer_armed = True  # one wake-up per batch of commands, not one per command
+            if STEPS.depth:
+                STEPS.held.append(self._release_writer)  # the step's closing flush may write them
+            else:
+                self._writer_wake.set()
+
+    def _release_writer(self) -> None:
+        """End of the step that posted: wake the writer only for what is still queued."""
+        if self._writer_wake is None:
+            return
+        if self._out and self.alive:
             self._writer_wake.set()
-        return w
+        else:
+            self._writer_armed = False
 
     async def send(self, command: Command) -> Message:
         """Queue ``command``, make sure it is written, return its reply."""
-        w = self.post(command)
+        w = _Waiter()
+        self.post(command, w)
         if self._writer_wake is None:
             await self.flush()
         return await w.wait()
@@ -295,7 +323,9 @@ class _Link:
 
         FreeSWITCH runs a socket's commands in order, so this is what sending them one by one
         does, minus the round trips. ConnectionLost if the link drops before the last reply."""
-        waiters = [self.post(c) for c in commands]
+        waiters = [_Waiter() for _ in commands]
+        for command, w in zip(commands, waiters):
+            self.post(command, w)
         if self._writer_wake is None:
             await self.flush()
         return [await w.wait() for w in waiters]
@@ -333,7 +363,9 @@ class _Link:
         if not out or self._flushing or not self.alive or self._writer_wake is None:
             return  # without a writer task the owner flushes (a remainder would be stranded)
         sock = getattr(self.stream, "socket", None)
-        if sock is None:
+        if sock is None:  # not a socket (tests' memory streams): the writer task writes
+            self._writer_armed = True
+            self._writer_wake.set()
             return
         data = out[0] if len(out) == 1 else b"".join(out)
         try:
@@ -383,8 +415,15 @@ class _Link:
             self._writer_wake.set()  # let the writer task end
         err = ConnectionLost(why)
         while self.pending:
-            self.pending.popleft().fail(err)
+            self._settle(self.pending.popleft(), err)
         self.closed.set()
+
+    @staticmethod
+    def _settle(slot: Any, reply: Any) -> None:
+        try:
+            settle(slot, reply)
+        except Exception:  # a fire-and-forget callback must never break the reader
+            pass
 
     async def reader(self) -> None:
         """Read until EOF/error; never blocks on consumers."""
@@ -392,14 +431,18 @@ class _Link:
             while True:
                 data = await self.stream.receive_some(65536)
                 self.last_rx = trio.current_time()
-                self.proto.receive_data(data)
-                pull, route = self.proto.pull, self._route
-                while (msg := pull()) is not None:
-                    route(msg)
-                if self.after_read is not None:
-                    self.after_read()
-                else:
-                    self.flush_nowait()  # commands the replies' callbacks queued leave now
+                open_step()  # wake-ups the callbacks ask for wait for after_read's flush
+                try:
+                    self.proto.receive_data(data)
+                    pull, route = self.proto.pull, self._route
+                    while (msg := pull()) is not None:
+                        route(msg)
+                    if self.after_read is not None:
+                        self.after_read()
+                    else:
+                        self.flush_nowait()  # commands the replies' callbacks queued leave now
+                finally:
+                    close_step()
                 if not data:
                     break
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
@@ -414,7 +457,14 @@ class _Link:
         t = type(msg)
         if t is CommandReply or t is ApiResponse:  # most frames: exact types, no isinstance chain
             if self.pending:
-                self.pending.popleft().set(msg)
+                slot = self.pending.popleft()
+                if type(slot) is _Waiter:
+                    slot.set(msg)
+                elif slot is not None:
+                    try:
+                        slot(msg)
+                    except Exception:  # a fire-and-forget callback must never break the reader
+                        pass
         elif isinstance(msg, Event) and not isinstance(msg, ChannelData):
             if msg.name == "BACKGROUND_JOB":
                 w = self.jobs.pop(msg.job_uuid or "", None)
@@ -423,7 +473,7 @@ class _Link:
             self.on_event(msg)
         elif isinstance(msg, (CommandReply, ApiResponse, ChannelData)):
             if self.pending:
-                self.pending.popleft().set(msg)
+                self._settle(self.pending.popleft(), msg)
         elif isinstance(msg, AuthRequest):
             self.auth_request.set()
         elif isinstance(msg, DisconnectNotice):

@@ -39,7 +39,8 @@ import trio
 from ._connection import ClientProtocol
 from ._commands import Command
 from ._events import ApiResponse, ChannelData, CommandReply, DisconnectNotice, Event
-from ._link import ConnectionLost, _Fifo, _Waiter
+from ._link import ConnectionLost, _Fifo, _Waiter, settle
+from ._steps import close_step, open_step
 from ._throttle import FailureLog
 from .errors import ProtocolError
 
@@ -74,29 +75,28 @@ class HubConnection:
         self._blocked = False  # the kernel took only part of our bytes: waiting for EPOLLOUT
 
     # -- commands ----------------------------------------------------------------------------
-    def post(self, command: Command, on_reply: Callable[[Any], Any] | None = None) -> _Waiter:
-        """Queue ``command``; its reply (or ConnectionLost) goes to ``on_reply`` and the returned
-        waiter. Raises ConnectionLost at once when the connection has ended."""
+    def post(self, command: Command, on_reply: Callable[[Any], Any] | None = None) -> None:
+        """Queue ``command``; its reply (or ConnectionLost) goes to ``on_reply``. Raises
+        ConnectionLost at once when the connection has ended. An exception ``on_reply`` raises
+        is logged and ends the connection (a bug must be seen and must not leave the call half
+        served)."""
         if self.closed:
             raise ConnectionLost("connection closed")
-        waiter = _Waiter(None if on_reply is None else self._guarded(on_reply))
-        self.pending.append(waiter)  # registered before the bytes can leave
+        self.pending.append(on_reply)  # registered before the bytes can leave
         self._write(self.proto.send(command))
-        return waiter
-
-    def _guarded(self, on_reply: Callable[[Any], Any]) -> Callable[[Any], None]:
-        # _Waiter swallows callback errors; a bug here must be seen and must end the call
-        def call(reply: Any) -> None:
-            try:
-                on_reply(reply)
-            except Exception as exc:
-                self.hub._failures.failed("outbound reply callback", exc)
-                self._lost(f"reply callback failed: {exc!r}")
-        return call
 
     async def request(self, command: Command) -> Any:
-        """``post`` and wait for the reply (for the rare paths that run in a task)."""
-        return await self.post(command).wait()
+        """Send ``command`` and wait for its reply (for the rare paths that run in a task)."""
+        waiter = _Waiter()
+        self.post(command, waiter)
+        return await waiter.wait()
+
+    def _settle(self, slot: Any, reply: Any) -> None:
+        try:
+            settle(slot, reply)
+        except Exception as exc:
+            self.hub._failures.failed("outbound reply callback", exc)
+            self._lost(f"reply callback failed: {exc!r}")
 
     def close(self) -> None:
         """Write what is queued if the kernel takes it now, then close; idempotent."""
@@ -162,7 +162,7 @@ class HubConnection:
             while (msg := pull()) is not None:
                 if type(msg) in _REPLY_TYPES or isinstance(msg, _REPLIES):
                     if self.pending:
-                        self.pending.popleft().set(msg)
+                        self._settle(self.pending.popleft(), msg)
                 elif isinstance(msg, (Event, DisconnectNotice)) and self.handler is not None:
                     self.handler(msg)
                 if self.closed:
@@ -179,7 +179,7 @@ class HubConnection:
         err = ConnectionLost(why)
         pending = self.pending
         while pending:
-            pending.popleft().fail(err)
+            self._settle(pending.popleft(), err)
         handler, self.handler = self.handler, None
         if handler is not None:
             handler(None)
@@ -214,6 +214,7 @@ class OutboundHub:
                 await trio.lowlevel.wait_readable(epoll)
                 ready = epoll.poll(0, MAX_READY)
                 self._in_tick = True
+                open_step()  # other links' writers and the dispatcher: after_tick's flush and pass
                 try:
                     for fd, mask in ready:
                         if fd == lfd:
@@ -232,12 +233,15 @@ class OutboundHub:
                             conn._lost(f"handler failed: {exc!r}")
                 finally:
                     self._in_tick = False
-                    self._flush_dirty()
-                if self.after_tick is not None:
                     try:
-                        self.after_tick()
-                    except Exception as exc:
-                        self._failures.failed("outbound hub after_tick", exc)
+                        self._flush_dirty()
+                        if self.after_tick is not None:
+                            try:
+                                self.after_tick()
+                            except Exception as exc:
+                                self._failures.failed("outbound hub after_tick", exc)
+                    finally:
+                        close_step()
         finally:
             for conn in list(connections.values()):
                 conn.handler = None

@@ -19,6 +19,7 @@ from typing import Any
 import trio
 
 from .. import strings as S
+from ..esl._steps import close_step, open_step
 from ..esl._throttle import FailureLog
 from .ccevents import encode_event, encode_presence, encode_sendevent, render
 from .clock import Clock
@@ -139,12 +140,16 @@ class Service:
             await self._soon_wake.wait()
             self._soon_wake = trio.Event()
             batch, self._soon = self._soon, []
-            for fn in batch:
-                try:
-                    fn()
-                except Exception as exc:
-                    self.failure_log.failed(f"soon {getattr(fn, '__qualname__', fn)}", exc)
-            self.push()
+            open_step()
+            try:
+                for fn in batch:
+                    try:
+                        fn()
+                    except Exception as exc:
+                        self.failure_log.failed(f"soon {getattr(fn, '__qualname__', fn)}", exc)
+                self.push()
+            finally:
+                close_step()
 
     def call_later(self, delay: float, fn: Callable[[], Any]) -> Timer:
         """Call ``fn()`` after ``delay`` seconds (one task runs every timer); ``cancel()`` on
@@ -160,15 +165,19 @@ class Service:
         timers = self._timers
         while True:
             now = trio.current_time()
-            while timers and timers[0][0] <= now:
-                timer = heapq.heappop(timers)[2]
-                if timer.fn is not None:
-                    fn, timer.fn = timer.fn, None
-                    try:
-                        fn()
-                    except Exception as exc:
-                        self.failure_log.failed(f"timer {getattr(fn, '__qualname__', fn)}", exc)
-            self.push()
+            open_step()
+            try:
+                while timers and timers[0][0] <= now:
+                    timer = heapq.heappop(timers)[2]
+                    if timer.fn is not None:
+                        fn, timer.fn = timer.fn, None
+                        try:
+                            fn()
+                        except Exception as exc:
+                            self.failure_log.failed(f"timer {getattr(fn, '__qualname__', fn)}", exc)
+                self.push()
+            finally:
+                close_step()
             self._timer_wake = trio.Event()
             with trio.move_on_at(timers[0][0] if timers else math.inf):
                 await self._timer_wake.wait()

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import trio
 
+from ..esl._steps import STEPS
 from .clock import Clock
 
 
@@ -54,6 +55,9 @@ class Dispatcher:
         # mod_callcenter's cadence for the baseline mode: a pass every poll_interval, pokes ignored
         self.poll_interval = poll_interval
         self._wake = trio.Event()
+        self._wait_scope: trio.CancelScope | None = None  # the loop's sleep until next_change
+        self._release_held = False  # a release is held in the current hot-path step
+        self._rearm = False  # a pass ran outside the loop: its next_change may be sooner
         self.passes = 0
         self.last_pass: float = 0.0
         self._changed_at: float | None = None  # trio time of the first poke since the last pass began
@@ -62,10 +66,36 @@ class Dispatcher:
         self.cause_at = -math.inf
 
     def poke(self) -> None:
-        """Something changed: run a pass as soon as the loop gets the CPU."""
+        """Something changed: run a pass as soon as the loop gets the CPU. Inside a hot-path
+        step (``esl._steps``) the loop's wake-up waits for the step's end, whose
+        ``run_if_poked`` usually has run the pass already."""
         if self._changed_at is None:
             self._changed_at = trio.current_time()
-        self._wake.set()
+        if STEPS.depth:
+            self._hold()
+        else:
+            self._wake.set()
+
+    def _hold(self) -> None:
+        if not self._release_held:
+            self._release_held = True
+            STEPS.held.append(self._release)
+
+    def _release(self) -> None:
+        """End of the step: wake the loop if a change is still unpassed, else move its sleep's
+        deadline to the next_change of the state the step's pass left."""
+        self._release_held = False
+        if self._changed_at is not None:
+            self._wake.set()
+        elif self._rearm:
+            self._rearm = False
+            scope = self._wait_scope
+            if scope is not None:
+                scope.deadline = self._deadline()
+
+    def _deadline(self) -> float:
+        next_second = self.core.next_change(self.clock.now())
+        return math.inf if next_second is None else self.clock.deadline_for(next_second)
 
     def run_if_poked(self) -> None:
         """Run the pass now if something changed since the last one began (the end of a step of
@@ -74,6 +104,12 @@ class Dispatcher:
         mode, and never inside a pass."""
         if self._changed_at is not None and not self._in_pass and self.poll_interval is None:
             self.run_pass()
+            if self._wait_scope is not None:  # the loop sleeps on a deadline from before this pass
+                self._rearm = True
+                if STEPS.depth:
+                    self._hold()
+                else:
+                    self._release()
 
     def run_pass(self) -> int:
         """One synchronous pass; returns the number of offers started."""
@@ -122,11 +158,14 @@ class Dispatcher:
             if first or self._changed_at is not None:  # else run_if_poked ran it already
                 self.run_pass()
             first = False
-            next_second = self.core.next_change(self.clock.now())
-            deadline = math.inf if next_second is None else self.clock.deadline_for(next_second)
-            with trio.move_on_at(deadline) as scope:
-                await self._wake.wait()
+            self._rearm = False
+            with trio.move_on_at(self._deadline()) as scope:
+                self._wait_scope = scope
+                try:
+                    await self._wake.wait()
+                finally:
+                    self._wait_scope = None
             if scope.cancelled_caught and self._changed_at is None:
-                self._changed_at = deadline  # a timer (wrap-up end, ring timeout...) made it due
+                self._changed_at = scope.deadline  # a timer (wrap-up end, ring timeout...) made it due
             # let a burst of pokes (e.g. 50 callers joining) coalesce into one pass
             await trio.sleep(0)
