@@ -76,8 +76,11 @@ def now_us() -> int:
     return int(time.time() * 1_000_000)
 
 
-class Channel:
-    """One simulated call leg. Mutate through the methods so cached blocks are invalidated."""
+class PyChannel:
+    """One simulated call leg. Mutate through the methods so cached blocks are invalidated.
+
+    The reference implementation: ``Channel`` is the typed one of ``ccfast.sim._chan`` when it
+    is built (same attributes, methods and bytes), this class otherwise."""
 
     def __init__(self, uuid: str, name: str, *, direction: str, destination: str,
                  context: str, cid_name: str, cid_number: str, source: str,
@@ -109,14 +112,14 @@ class Channel:
         self.hangup_us = 0
         self.bridged_us = 0
         self.vars: dict[str, str] = {}
-        self.other: Channel | None = None       # the other leg shown in Other-Leg-* headers
-        self.bridged: Channel | None = None     # the live bridge peer
+        self.other: PyChannel | None = None       # the other leg shown in Other-Leg-* headers
+        self.bridged: PyChannel | None = None     # the live bridge peer
         self.bridge_a = False                   # this channel was the first uuid_bridge arg
         self.socket_gone = False                # outbound socket closed while an app ran
         self.caller_spec: Any = None
         self.transfer_source: str | None = None   # set by uuid_bridge (Caller-Transfer-Source)
         self.other_type = ""                    # originator / originatee
-        self.loopback_peer: Channel | None = None
+        self.loopback_peer: PyChannel | None = None
         self.session_id = session_id
         # application engine (see apps.py)
         self.app_stack: list[RunningApp] = []
@@ -379,3 +382,10 @@ class Channel:
 
     def current_app(self):
         return self.app_stack[-1] if self.app_stack else None
+
+
+Channel = PyChannel
+try:  # the typed channel (same behaviour; see ccfast/sim/_chan.pyx)
+    from ._chan import Channel  # noqa: F811
+except ImportError:  # pragma: no cover - not built
+    pass

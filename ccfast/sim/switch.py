@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import trio
 
-from .channel import Q850, Channel
+from .channel import Q850, Channel, PyChannel
 from .dialstring import DialStringError, Leg, Originate, parse_originate
 from .events import Block, ChanEvent, Host, SimEvent
 from .profiles import ANSWER, NO_ANSWER, AgentProfile, ProfileTable, sample
@@ -175,6 +175,8 @@ def _release(ch: Channel) -> None:
 class Switch:
     """All simulated state of one FreeSWITCH box."""
 
+    channel_type: type = Channel     # PyChannel (the reference) when the typed one is not built
+
     def __init__(self, *, timings: Timings | None = None, profiles: ProfileTable | None = None,
                  seed: int | None = None, hostname: str = "sim",
                  history: bool = False, max_history: int = 100_000):
@@ -220,7 +222,8 @@ class Switch:
 
     def fire_chan(self, name: str, ch: Channel, calling, pre=None, post=None,
                   with_vars: bool = True) -> None:
-        """Fire a channel event: envelope, [pre], channel snapshot, [post]."""
+        """Fire a channel event: envelope, [pre], channel snapshot, [post]. (The reference; with
+        the typed channel the switch uses ``_chan.fire_chan``, same behaviour.)"""
         if self.history is not None:
             self.history.setdefault(ch.uuid, []).append(name)
         ec = self.event_counts
@@ -273,7 +276,7 @@ class Switch:
     def new_channel(self, uuid: str, name: str, **kw) -> Channel:
         self.session_seq += 1
         self.sessions_total += 1
-        ch = Channel(uuid, name, session_id=self.session_seq, **kw)
+        ch = self.channel_type(uuid, name, session_id=self.session_seq, **kw)
         self.channels[uuid] = ch
         return ch
 
@@ -877,3 +880,18 @@ class Switch:
     def get(self, uuid: str) -> Channel | None:
         ch = self.channels.get(uuid)
         return ch if ch is not None and ch.alive else None
+
+
+Switch.py_fire_chan = Switch.fire_chan
+if Channel is not PyChannel:    # the typed channel is built: its C fire_chan
+    from ._chan import fire_chan as _c_fire_chan
+
+    Switch.fire_chan = _c_fire_chan
+
+
+class PySwitch(Switch):
+    """The switch with the reference (Python) channel and event path, for tests comparing it
+    with the typed one."""
+
+    channel_type = PyChannel
+    fire_chan = Switch.py_fire_chan
