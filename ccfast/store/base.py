@@ -52,8 +52,9 @@ class DataRejected(StoreError):
     """The database refused the data of an operation (retrying the same data will fail again)."""
 
 
-class Change:
-    """One coalesced row change (see module docstring)."""
+class _ChangePy:
+    """One coalesced row change (see module docstring); ``Change`` is the compiled twin when
+    ``ccfast.store._fast`` is built."""
 
     __slots__ = ("table", "key", "kind", "cols", "had_row")
 
@@ -66,6 +67,13 @@ class Change:
 
     def __repr__(self) -> str:
         return f"Change({self.table}, {self.key!r}, {self.kind}, {self.cols!r}, had_row={self.had_row})"
+
+
+try:  # the compiled hot loops (ccfast/store/_fast.pyx); the pure-Python code below is the fallback
+    from . import _fast
+except ImportError:  # pragma: no cover - not built
+    _fast = None
+Change: Any = _fast.Change if _fast is not None else _ChangePy
 
 
 def row_values(table: str, cols: Iterable[str], row: dict) -> tuple:
@@ -174,6 +182,12 @@ def change_statements(changes: Iterable[Change], dollar: bool) -> list[tuple[str
     this is what the writer sends first; a batch the database refuses is retried with
     :func:`batch_statements` (converted values) before it is split (``Store.write_changes``).
     SQLite would convert by column affinity anyway; PostgreSQL is strict."""
+    if _fast is not None:
+        return _fast.change_statements(changes, dollar, _SHAPES, _shape, lambda t: _sql(DELETE, t, (), dollar))
+    return _change_statements_py(changes, dollar)
+
+
+def _change_statements_py(changes: Iterable[Change], dollar: bool) -> list[tuple[str, list[tuple]]]:
     deletes: dict[str, list[tuple]] = {}
     groups: dict[tuple[str, str, tuple], tuple[str, Any, list[tuple]]] = {}  # -> (sql, plan, args)
     shapes = _SHAPES

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -46,6 +47,7 @@ from typing import Any, AsyncIterator, Callable, Iterable
 import trio
 
 from .base import (
+    _fast,
     DELETE,
     OP_DELETE,
     OP_INSERT,
@@ -59,7 +61,7 @@ from .base import (
     StoreError,
     StoreUnavailable,
 )
-from .schema import COLUMN_NAMES, KEY_COLUMNS, TABLES
+from .schema import COLUMN_NAMES, INT_COLUMNS, KEY_COLUMNS, TABLES
 
 log = logging.getLogger("ccfast.store.writer")
 
@@ -120,7 +122,8 @@ class Backlog:
     """Pending changes, one per (table, key), in order of first appearance (see module doc)."""
 
     def __init__(self) -> None:
-        self._pending: collections.OrderedDict[tuple[str, tuple], Change] = collections.OrderedDict()
+        # a plain dict keeps insertion order and is cheaper than an OrderedDict per entry
+        self._pending: dict[tuple[str, tuple], Change] = {}
         self.coalesced = 0  # entries merged into a pending change
         self.accepted = 0  # entries taken (merged or new)
 
@@ -139,6 +142,11 @@ class Backlog:
         the caller's dicts are never changed): the caller must not change them afterwards — the
         core never does, its journal is handed over by ``drain_journal``.
         """
+        if _fast is not None:
+            return _fast.add_many(self, self._pending, entries, check, _INFO, validate_entry)
+        return self._add_many_py(entries, check)
+
+    def _add_many_py(self, entries: Iterable[Any], check: bool = True) -> int:
         pending = self._pending
         get = pending.get
         info = _INFO
@@ -192,11 +200,14 @@ class Backlog:
         return n
 
     def take(self, n: int) -> list[Change]:
-        out = []
-        pop = self._pending.popitem
-        for _ in range(min(n, len(self._pending))):
-            out.append(pop(last=False)[1])
-        return out
+        """The ``n`` oldest pending changes (all of them, usually), removed from the backlog."""
+        pending = self._pending
+        if n >= len(pending):
+            out = list(pending.values())
+            pending.clear()
+            return out
+        keys = list(itertools.islice(pending, n))
+        return [pending.pop(k) for k in keys]
 
     def clear(self) -> int:
         n = len(self._pending)
@@ -204,8 +215,13 @@ class Backlog:
         return n
 
 
-def validate_entry(entry: Any) -> tuple[str, str, tuple, dict]:
-    """Check one journal entry's shape; ValueError naming the problem."""
+def validate_entry(entry: Any, *, types: bool = False) -> tuple[str, str, tuple, dict]:
+    """Check one journal entry's shape; ValueError naming the problem.
+
+    ``types``: also check that every value is what the column binds without conversion — None,
+    ``int`` (not bool) for integer columns, ``str`` otherwise, and ``str`` key parts. The writer
+    binds values as they are (``base.change_statements``); tests check the core's journal with
+    this, the writer itself only checks shapes (a refused batch is retried converted)."""
     try:
         table, op, key, cols = entry
     except (TypeError, ValueError):
@@ -219,6 +235,15 @@ def validate_entry(entry: Any) -> tuple[str, str, tuple, dict]:
     if not cols.keys() <= _COLSETS[table]:
         bad = sorted(set(cols) - _COLSETS[table])
         raise ValueError(f"journal entry for {table} has unknown column(s) {bad}")
+    if types:
+        for name, v in zip(KEY_COLUMNS[table], key):
+            if type(v) is not str:
+                raise ValueError(f"journal {table} key {name} must be str, got {type(v).__name__} {v!r}")
+        ints = INT_COLUMNS[table]
+        for c, v in cols.items():
+            want = int if c in ints else str
+            if v is not None and type(v) is not want:
+                raise ValueError(f"journal {table}.{c} must be {want.__name__}, got {type(v).__name__} {v!r}")
     return table, op, key, cols
 
 
@@ -255,26 +280,24 @@ class Writer:
             self.stats.dropped += n
             return
         backlog = self._backlog
-        was_empty = not backlog
+        pending = backlog._pending
+        size0 = len(pending)
         before = backlog.accepted
         try:
             backlog.add_many(entries)
         finally:  # a malformed entry raises; the entries before it are pending and accounted
             n = backlog.accepted - before
             if n:
-                self._submitted(n, was_empty)
-
-    def _submitted(self, n: int, was_empty: bool) -> None:
-        backlog = self._backlog
-        self.stats.submitted += n
-        if was_empty and backlog:
-            self._first_at = trio.current_time()
-            self._wake.set()
-        size = len(backlog)
-        if size >= self.config.max_batch_rows:
-            self._wake.set()
-        if size > self.config.max_backlog:
-            self._overflow()
+                self.stats.submitted += n
+                size = len(pending)
+                if not size0 and size:
+                    self._first_at = trio.current_time()
+                    self._wake.set()
+                config = self.config
+                if size >= config.max_batch_rows:
+                    self._wake.set()
+                if size > config.max_backlog:
+                    self._overflow()
 
     def snapshot(self, rows: Rows) -> None:
         """Replace everything pending with a full resync to ``rows`` (the core's current rows).
