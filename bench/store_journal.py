@@ -175,8 +175,8 @@ async def run(args) -> dict:
     from bench.store import PG_DSN, _pg_admin, _with_db
 
     setup, timeline = make_journal(args.calls, args.cps)
-    batches = windows(timeline, 50)
-    out: dict = {"calls": args.calls, "cps": args.cps, "window_ms": 50, "batches": len(batches),
+    batches = windows(timeline, args.window_ms)
+    out: dict = {"calls": args.calls, "cps": args.cps, "window_ms": args.window_ms, "batches": len(batches),
                  "python": sys.version.split()[0]}
     engines = args.engines.split(",")
     async with aio.open_loop():
@@ -211,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calls", type=int, default=None)
     p.add_argument("--cps", type=int, default=1000)
     p.add_argument("--repeat", type=int, default=None)
+    p.add_argument("--window-ms", type=int, default=50, help="batch window (the writer's max_delay)")
     p.add_argument("--engines", default="sqlite_memory,sqlite_file,postgres")
     p.add_argument("--out", default=str(RESULTS), help="JSON file ('' = do not write)")
     a = p.parse_args(argv)
