@@ -427,9 +427,22 @@ class _Link:
 
     async def reader(self) -> None:
         """Read until EOF/error; never blocks on consumers."""
+        sock = getattr(self.stream, "socket", None)
+        # a socket stream is read straight from its descriptor: wait until readable, then one
+        # read (the stream's receive_some tries a read first, which fails after every drained
+        # chunk, and adds a conflict check and a cancel scope per read)
+        fd = sock.fileno() if isinstance(self.stream, trio.SocketStream) and sock is not None else -1
+        receive = self.stream.receive_some
         try:
             while True:
-                data = await self.stream.receive_some(65536)
+                if fd >= 0:
+                    await trio.lowlevel.wait_readable(fd)
+                    try:
+                        data = os.read(fd, 65536)
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                else:
+                    data = await receive(65536)
                 self.last_rx = trio.current_time()
                 open_step()  # wake-ups the callbacks ask for wait for after_read's flush
                 try:

@@ -14,7 +14,7 @@ redirect) run as tasks.
 from __future__ import annotations
 
 import logging
-import uuid as uuidlib
+from .. import uuids
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -179,7 +179,7 @@ class MemberSession:
         now = svc.clock.now()
         self.t_called = now
         join = svc.core.member_join(
-            self.queue, str(uuidlib.uuid4()), self.session_uuid,
+            self.queue, uuids.uuid4(), self.session_uuid,
             self.variable("caller_id_number") or "", self.variable("caller_id_name") or "",
             now, atoi(self.variable("cc_base_score")), now,
         )

@@ -22,7 +22,7 @@ the first ``uuid_kill`` came too early: no zombie agent calls.
 from __future__ import annotations
 
 import logging
-import uuid as uuidlib
+from .. import uuids
 from collections import ChainMap
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -224,7 +224,7 @@ class OfferTask:
                              f"cc_last_agent_tier_position={offer.position};cc_last_agent_tier_level={offer.level}")
         agent_type = offer.agent_type.lower()
         if agent_type == S.TYPE_CALLBACK.lower():
-            self.leg_uuid = str(uuidlib.uuid4())
+            self.leg_uuid = uuids.uuid4()
             if _missing_exports(member):
                 self.service.spawn(self._task, self._fetch_then_originate)
             else:
@@ -275,7 +275,7 @@ class OfferTask:
         self._watches.append(self._box.router.watch_cb(self.leg_uuid, self._agent_event))
         svc.metrics_originate_sent(self.offer)
         self._job_pending = True
-        self._box.bgapi_then(command, str(uuidlib.uuid4()), self._job_result)
+        self._box.bgapi_then(command, uuids.uuid4(), self._job_result)
 
     def _job_result(self, body: Any) -> None:
         self._job_pending = False
