@@ -299,7 +299,8 @@ cdef class Channel:
         return _py.PyChannel.header_value(self, name)
 
     def current_app(self):
-        return self.app_stack[-1] if self.app_stack else None
+        stack = self.app_stack  # wraparound is off in this module: no negative index
+        return stack[len(stack) - 1] if stack else None
 
 
 cdef object _other_block(Channel ch):
