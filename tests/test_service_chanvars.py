@@ -57,3 +57,23 @@ def test_changed_since_compares_raw_values():
     ev = event(_fast.MessageReader, {"variable_b": "1", "variable_a": "x  y", "variable_c": "", "Other": "z"}).headers
     assert ev.changed_since(base, "variable_") == [("variable_a", "x  y"), ("variable_c", "")]
     assert ev.changed_since(dict(base.items()), "variable_") == [("variable_a", "x  y"), ("variable_c", "")]
+
+
+def _event_with_pairs(reader_cls, pairs: list[tuple[str, str]]):
+    """A plain event whose body may repeat a header name (a dict cannot)."""
+    body = "".join(f"{name}: {value}\n" for name, value in pairs).encode() + b"\n"
+    frame = b"Content-Length: %d\nContent-Type: text/event-plain\n\n" % len(body) + body
+    return decode(reader_cls, frame)
+
+
+def test_a_repeated_variable_counts_with_its_first_value(reader):
+    data = ChannelVars(decode(reader, W.write_connect_reply(CONNECT)).headers)
+    head = [("Event-Name", "CHANNEL_EXECUTE_COMPLETE"), ("Unique-ID", "u1")]
+    # first value unchanged, the repeat differs: nothing changed
+    data.update_from(_event_with_pairs(reader, head + [("variable_b", "1"), ("variable_b", "2")]).headers)
+    assert data.overlay == {}
+    # first value differs: it wins over the repeat; a new name repeated keeps its first value
+    data.update_from(_event_with_pairs(reader, head + [("variable_b", "3"), ("variable_new", "n1"),
+                                                       ("variable_b", "1"), ("variable_new", "n2")]).headers)
+    assert data.overlay == {"variable_b": "3", "variable_new": "n1"}
+    assert data["variable_b"] == "3"

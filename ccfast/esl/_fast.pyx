@@ -609,16 +609,18 @@ cdef class LazyHeaders:
             e = &self.ents[i]
             if e.nl < plen or memcmp(self.base + e.ns, pfx, plen) != 0:
                 continue
-            name = self._name(i)
-            if name in seen:
-                continue  # the first value of a repeated name counts
-            seen.add(name)
             if b is None:
+                name = self._name(i)
+                if name in seen:
+                    continue  # the first value of a repeated name counts
+                seen.add(name)
                 old = base.get(name)
                 value = self._value(i)
                 if old is None or old != value:
                     out.append((name, value))
                 continue
+            # against another index: no name string unless it goes out; a repeated name (its
+            # first value counts) is looked for only then, among this event's earlier headers
             j = -1
             for k in range(b.n):
                 f = &b.ents[(cursor + k) % b.n]
@@ -626,16 +628,28 @@ cdef class LazyHeaders:
                     j = (cursor + k) % b.n
                     break
             if j < 0:
-                out.append((name, self._value(i)))
+                if not self._repeated(i):
+                    out.append((self._name(i), self._value(i)))
                 continue
             cursor = j + 1
             f = &b.ents[j]
             if raw and f.vl == e.vl and memcmp(b.base + f.vs, self.base + e.vs, e.vl) == 0:
                 continue
             value = self._value(i)
-            if raw or b._value(j) != value:
-                out.append((name, value))
+            if (raw or b._value(j) != value) and not self._repeated(i):
+                out.append((self._name(i), value))
         return out
+
+    cdef bint _repeated(self, Py_ssize_t i):
+        """Whether an earlier header of this index has header ``i``'s name."""
+        cdef HEnt* e = &self.ents[i]
+        cdef HEnt* f
+        cdef Py_ssize_t k
+        for k in range(i):
+            f = &self.ents[k]
+            if f.nl == e.nl and memcmp(self.base + f.ns, self.base + e.ns, e.nl) == 0:
+                return True
+        return False
 
     def sendevent_lines(self, skip, dict overlay):
         """The ``name: value\n`` lines that carry this channel snapshot in a ``sendevent``.
