@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import os
+import resource
 import signal
 import sys
 
@@ -81,6 +82,9 @@ async def _serve_until_signal(cfg) -> None:
             stats["box_events_received"] = client.events.received
             stats["box_commands"] = client.commands_sent + (link.commands if link else 0)
             stats["box_writes"] = client.writes + (link.writes if link else 0)
+        usage = resource.getrusage(resource.RUSAGE_SELF)  # the whole run, start-up included
+        stats["cpu_user_s"], stats["cpu_sys_s"] = round(usage.ru_utime, 3), round(usage.ru_stime, 3)
+        stats["voluntary_switches"] = usage.ru_nvcsw
         if inside:
             inside.sort()
             stats["inside_dispatch_p50_ms"] = round(1000 * inside[len(inside) // 2], 3)

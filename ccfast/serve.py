@@ -245,10 +245,13 @@ async def _serve(cfg, core, clock: Clock, writer, task_status, *, config_source=
 
     metrics.set_snapshot_provider(snapshot)
 
+    # the callers' hub; once it serves it also reads the box links (one wake-up for both)
+    hub = OutboundHub(service.on_connection, after_tick=service.push)
     async with trio.open_nursery() as nursery:
         for box_cfg in settings.boxes:
             box = BoxLink(box_cfg.name, box_cfg.host, box_cfg.port, box_cfg.password,
                           on_reconnect=lambda _client, name=box_cfg.name: service.reconcile_box(service.boxes[name]))
+            box.client.reactor = hub
             box.on_command = lambda verb, seconds, name=box_cfg.name: metrics.esl_command(name, verb, seconds)
             await nursery.start(box.run)
             service.add_box(box)
@@ -256,9 +259,7 @@ async def _serve(cfg, core, clock: Clock, writer, task_status, *, config_source=
         if core.readopt_sessions(clock.now()):
             service.spawn(service.forget_gone_callers)
 
-        outbound_port = await nursery.start(
-            OutboundHub(service.on_connection, after_tick=service.push).serve, settings.outbound_listen.host, settings.outbound_listen.port
-        )
+        outbound_port = await nursery.start(hub.serve, settings.outbound_listen.host, settings.outbound_listen.port)
         if cluster is not None:  # sets service.cluster; gives its queues up when this nursery ends
             await nursery.start(cluster.run, service, writer, outbound_port)
             metrics.watch_cluster(cluster)  # ccfast_cluster_* folded in at scrape time

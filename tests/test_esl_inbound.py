@@ -287,3 +287,41 @@ async def test_on_event_gets_events_from_the_reader_and_after_read_follows_each_
         await c.bgapi("originate", "{origination_uuid=agent-10}sim/agent/a &park()")
         assert c.is_up
         n.cancel_scope.cancel()
+
+
+async def test_a_serving_hub_reads_the_link_and_a_stopped_hub_hands_it_back():
+    from ccfast.esl.hub import OutboundHub
+
+    async with open_simulator(timings=T) as sim, trio.open_nursery() as n:
+        ticks = []
+        hub = OutboundHub(lambda conn: None, after_tick=lambda: ticks.append(1))
+        async with trio.open_nursery() as hub_nursery:
+            await hub_nursery.start(hub.serve, "127.0.0.1", 0)
+            c = InboundClient("127.0.0.1", sim.port, "ClueCon", liveness_interval=None, backoff_initial=0.01,
+                              events=["BACKGROUND_JOB"])
+            c.reactor = hub
+            await n.start(c.run)
+            assert (await c.api("status")).startswith("UP ")  # the next read moves the link to the hub
+            assert c._link._reactor_wake is not None and hub._watched
+            before = len(ticks)
+            assert (await c.api("status")).startswith("UP ")
+            assert len(ticks) > before  # the reply came in through the hub's wake-up
+            body = await c.bgapi("originate", "{origination_uuid=agent-h}sim/agent/a &park()")
+            assert body.startswith("+OK agent-h")
+            ev = await _event(c, "BACKGROUND_JOB")
+            assert ev.job_uuid
+            # the link drops while the hub reads it: the client reconnects (and the hub reads again)
+            assert sim.drop_connections() == 1
+            with trio.fail_after(2):
+                await c.wait_down()
+                await c.wait_up()
+            assert (await c.api("status")).startswith("UP ")
+            assert (await c.api("status")).startswith("UP ")
+            assert c._link._reactor_wake is not None and len(hub._watched) == 1
+            hub_nursery.cancel_scope.cancel()
+        # the hub stopped: the same link is read by its own task again
+        assert not hub.serving and not hub._watched
+        with trio.fail_after(2):
+            assert (await c.api("status")).startswith("UP ")
+        assert c._link._reactor_wake is None and c.reconnects == 1
+        n.cancel_scope.cancel()

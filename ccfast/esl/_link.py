@@ -277,6 +277,7 @@ class _Link:
         self._flushing = False
         self._writer_wake: trio.Event | None = None  # set while a writer task runs
         self._writer_armed = False  # _writer_wake was set since the writer last woke
+        self._reactor_wake: trio.Event | None = None  # set while a reactor reads this link
         self.writes = 0  # send_all calls (each carries one or more commands)
         self.commands = 0
 
@@ -417,6 +418,8 @@ class _Link:
         while self.pending:
             self._settle(self.pending.popleft(), err)
         self.closed.set()
+        if self._reactor_wake is not None:  # the reader waits in _read_in: let it end
+            self._reactor_wake.set()
 
     @staticmethod
     def _settle(slot: Any, reply: Any) -> None:
@@ -425,8 +428,13 @@ class _Link:
         except Exception:  # a fire-and-forget callback must never break the reader
             pass
 
-    async def reader(self) -> None:
-        """Read until EOF/error; never blocks on consumers."""
+    async def reader(self, reactor: Any = None) -> None:
+        """Read until EOF/error; never blocks on consumers.
+
+        ``reactor`` (optional, e.g. the :class:`~ccfast.esl.hub.OutboundHub`): while it is
+        serving, this link's socket is read from the reactor's own epoll wake-ups — in the same
+        scheduler step as the callers' sockets — instead of by this task (which then only waits
+        for the link's end or the reactor's stop, and reads on its own again after a stop)."""
         sock = getattr(self.stream, "socket", None)
         # a socket stream is read straight from its descriptor: wait until readable, then one
         # read (the stream's receive_some tries a read first, which fails after every drained
@@ -434,7 +442,10 @@ class _Link:
         fd = sock.fileno() if isinstance(self.stream, trio.SocketStream) and sock is not None else -1
         receive = self.stream.receive_some
         try:
-            while True:
+            while self.alive:
+                if fd >= 0 and reactor is not None and reactor.serving:
+                    await self._read_in(reactor, fd)
+                    continue
                 if fd >= 0:
                     await trio.lowlevel.wait_readable(fd)
                     try:
@@ -443,17 +454,9 @@ class _Link:
                         continue
                 else:
                     data = await receive(65536)
-                self.last_rx = trio.current_time()
                 open_step()  # wake-ups the callbacks ask for wait for after_read's flush
                 try:
-                    self.proto.receive_data(data)
-                    pull, route = self.proto.pull, self._route
-                    while (msg := pull()) is not None:
-                        route(msg)
-                    if self.after_read is not None:
-                        self.after_read()
-                    else:
-                        self.flush_nowait()  # commands the replies' callbacks queued leave now
+                    self._take(data)
                 finally:
                     close_step()
                 if not data:
@@ -465,6 +468,45 @@ class _Link:
             self.lost(f"protocol error: {exc}")
             return
         self.lost("connection closed by peer")
+
+    def _take(self, data: bytes) -> None:
+        """One chunk read: decode, route every message, then ``after_read`` (or a flush)."""
+        self.last_rx = trio.current_time()
+        self.proto.receive_data(data)
+        pull, route = self.proto.pull, self._route
+        while (msg := pull()) is not None:
+            route(msg)
+        if self.after_read is not None:
+            self.after_read()
+        else:
+            self.flush_nowait()  # commands the replies' callbacks queued leave now
+
+    async def _read_in(self, reactor: Any, fd: int) -> None:
+        """Let ``reactor`` read this link until the link ends or the reactor stops."""
+        wake = self._reactor_wake = trio.Event()
+
+        def readable() -> None:  # in the reactor's step
+            try:
+                data = os.read(fd, 65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self.lost(f"read failed: {exc!r}")
+                return
+            try:
+                self._take(data)
+            except ProtocolError as exc:
+                self.lost(f"protocol error: {exc}")
+                return
+            if not data:
+                self.lost("connection closed by peer")
+
+        reactor.watch(fd, readable, wake.set)
+        try:
+            await wake.wait()
+        finally:
+            self._reactor_wake = None
+            reactor.unwatch(fd)
 
     def _route(self, msg: Message) -> None:
         t = type(msg)

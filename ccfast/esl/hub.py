@@ -199,6 +199,38 @@ class OutboundHub:
         self._in_tick = False
         self._dirty: list[HubConnection] = []
         self._failures = FailureLog(log)
+        self._watched: dict[int, tuple[Callable[[], None], Callable[[], None]]] = {}
+
+    @property
+    def serving(self) -> bool:
+        return self._epoll is not None
+
+    def watch(self, fd: int, on_readable: Callable[[], None], on_stop: Callable[[], None]) -> None:
+        """Serve another socket's reads from this hub's wake-ups (e.g. a box link, so that its
+        replies and events are handled in the same step as the callers'): ``on_readable()`` in
+        the hub's step whenever ``fd`` is readable; ``on_stop()`` once, if the hub stops (or
+        ``on_readable`` raises) while watching. Only while :attr:`serving`."""
+        if self._epoll is None:
+            raise RuntimeError("the hub is not serving")
+        self._epoll.register(fd, _IN)
+        self._watched[fd] = (on_readable, on_stop)
+
+    def unwatch(self, fd: int) -> None:
+        """Stop watching ``fd`` (before it is closed); no effect if not watched."""
+        if self._watched.pop(fd, None) is not None and self._epoll is not None:
+            try:
+                self._epoll.unregister(fd)
+            except (OSError, ValueError):
+                pass
+
+    def _watched_readable(self, fd: int) -> None:
+        on_readable, on_stop = self._watched[fd]
+        try:
+            on_readable()
+        except Exception as exc:
+            self._failures.failed("watched socket", exc)
+            self.unwatch(fd)
+            on_stop()
 
     async def serve(self, host: str = "127.0.0.1", port: int = 8040, *,
                     task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -222,6 +254,8 @@ class OutboundHub:
                             continue
                         conn = connections.get(fd)
                         if conn is None:
+                            if fd in self._watched:
+                                self._watched_readable(fd)
                             continue
                         try:
                             if mask & select.EPOLLOUT:
@@ -246,9 +280,12 @@ class OutboundHub:
             for conn in list(connections.values()):
                 conn.handler = None
                 conn._lost("hub stopped")
+            watched, self._watched = self._watched, {}
+            self._epoll = None  # not serving from here on: a stopped watcher reads on its own
+            for _, on_stop in watched.values():
+                on_stop()
             epoll.close()
             listener.close()
-            self._epoll = None
 
     def _flush_dirty(self) -> None:
         dirty, self._dirty = self._dirty, []

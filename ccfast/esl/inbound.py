@@ -106,6 +106,9 @@ class InboundClient:
         # called after each chunk the reader routed (replies, job results); None: write the
         # commands their callbacks queued (flush_nowait)
         self.after_read: Callable[[], None] | None = None
+        # an OutboundHub (or anything with serving/watch/unwatch) that reads the link's socket
+        # from its own wake-ups while it serves (see _Link.reader); None: the reader task reads
+        self.reactor: Any = None
         # events handed to this callback by the reader instead of queued in ``events`` (no task
         # hop); it must not block; its exceptions are logged, never raised into the reader
         self.on_event: Callable[[Any], None] | None = None
@@ -230,7 +233,7 @@ class InboundClient:
         self.events.close()
 
     async def _reader_then_cancel(self, link: _Link, nursery: trio.Nursery) -> None:
-        await link.reader()
+        await link.reader(self.reactor)
         if link.disconnect_notice is None and not self.last_error:
             self.last_error = "connection closed by peer"
         nursery.cancel_scope.cancel()
