@@ -19,7 +19,7 @@ from typing import Any
 import trio
 
 from .. import strings as S
-from ..esl._steps import close_step, open_step
+from ..esl._steps import STEPS, close_step, open_step
 from ..esl._throttle import FailureLog
 from .ccevents import encode_event, encode_presence, encode_sendevent, render
 from .clock import Clock
@@ -75,6 +75,7 @@ class Service:
         self._nursery: trio.Nursery | None = None
         self._soon: list[Callable[[], Any]] = []
         self._soon_wake = trio.Event()
+        self._soon_held = False  # a release runs the soon-list at the current step's end
         self._timers: list = []  # heap of (deadline, seq, Timer)
         self._timer_seq = itertools.count()
         self._timer_wake = trio.Event()
@@ -129,27 +130,45 @@ class Service:
                 push()
 
     def soon(self, fn: Callable[[], Any]) -> None:
-        """Call ``fn()`` once the current task has reached its next checkpoint (one task runs
-        all of them in order): for notifications that must not act in the middle of their
+        """Call ``fn()`` after the current step: at the end of the hot-path step it is called in
+        (``esl._steps``), else once the current task reaches its next checkpoint (one task runs
+        them), in order either way. For notifications that must not act in the middle of their
         sender's step, e.g. a member's exit after the offer that bridged it has done its part."""
         self._soon.append(fn)
-        self._soon_wake.set()
+        if STEPS.depth:  # in a hot-path step: run them at its end instead of in another task step
+            if not self._soon_held:
+                self._soon_held = True
+                STEPS.held.append(self._release_soon)
+        else:
+            self._soon_wake.set()
+
+    def _release_soon(self) -> None:
+        self._soon_held = False
+        if self._soon:
+            open_step()
+            try:
+                self._run_soon_batch()
+            finally:
+                close_step()
 
     async def _run_soon(self) -> None:
         while True:
             await self._soon_wake.wait()
             self._soon_wake = trio.Event()
-            batch, self._soon = self._soon, []
             open_step()
             try:
-                for fn in batch:
-                    try:
-                        fn()
-                    except Exception as exc:
-                        self.failure_log.failed(f"soon {getattr(fn, '__qualname__', fn)}", exc)
-                self.push()
+                self._run_soon_batch()
             finally:
                 close_step()
+
+    def _run_soon_batch(self) -> None:
+        batch, self._soon = self._soon, []
+        for fn in batch:
+            try:
+                fn()
+            except Exception as exc:
+                self.failure_log.failed(f"soon {getattr(fn, '__qualname__', fn)}", exc)
+        self.push()
 
     def call_later(self, delay: float, fn: Callable[[], Any]) -> Timer:
         """Call ``fn()`` after ``delay`` seconds (one task runs every timer); ``cancel()`` on
