@@ -325,3 +325,21 @@ async def test_a_serving_hub_reads_the_link_and_a_stopped_hub_hands_it_back():
             assert (await c.api("status")).startswith("UP ")
         assert c._link._reactor_wake is None and c.reconnects == 1
         n.cancel_scope.cancel()
+
+
+async def test_post_many_queues_whole_frames_with_a_reply_slot_each_in_order():
+    from ccfast.esl._link import Encoded
+
+    async with open_simulator(timings=T) as sim, trio.open_nursery() as n:
+        c = await _client(n, sim, subclasses=["callcenter::info"])
+        frames = [Encoded.frame("sendevent CUSTOM", [("Event-Subclass", "callcenter::info"), ("N", str(i))]).data
+                  for i in range(3)]
+        replies = []
+        c.post_many(frames, replies.append)
+        assert (await c.api("status")).startswith("UP ")  # the api's reply comes after the three
+        assert len(replies) == 3 and all(r.reply_text.startswith("+OK") for r in replies)
+        got = [(await _event(c, "CUSTOM"))["N"] for _ in range(3)]
+        assert got == ["0", "1", "2"]
+        n.cancel_scope.cancel()
+    with pytest.raises(ConnectionLost):
+        c.post_many(frames, replies.append)

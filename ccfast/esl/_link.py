@@ -15,8 +15,9 @@
 
 from __future__ import annotations
 
-import os
 import collections
+import itertools
+import os
 from typing import Any, Callable
 
 import trio
@@ -295,6 +296,21 @@ class _Link:
         self.pending.append(on_reply)  # registered before the bytes can leave
         self._out.append(data)
         self.commands += 1
+        self._due()
+
+    def post_many(self, commands: list[bytes], on_reply: Callable[[Any], Any] | None = None) -> None:
+        """:meth:`post` of several already encoded commands (whole frames: the caller guarantees
+        the framing), each with its own reply slot ``on_reply``."""
+        if not self.alive:
+            raise ConnectionLost("not connected")
+        self.pending.extend(itertools.repeat(on_reply, len(commands)))
+        self._out.extend(commands)
+        self.commands += len(commands)
+        self._due()
+
+    def _due(self) -> None:
+        """Commands were queued: wake the writer task (or, inside a hot-path step, let the
+        step's end decide)."""
         if self._writer_wake is not None and not self._writer_armed:
             self._writer_armed = True  # one wake-up per batch of commands, not one per command
             if STEPS.depth:

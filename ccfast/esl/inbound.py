@@ -377,6 +377,11 @@ class InboundClient:
         raises ConnectionLost at once when the link is down."""
         self._require().post(cmd, on_reply)
 
+    def post_many(self, commands: list[bytes], on_reply: Callable[[Any], Any] | None = None) -> None:
+        """Queue already encoded commands (whole frames, the caller guarantees the framing)
+        without waiting; ``on_reply`` gets each one's reply. ConnectionLost at once when down."""
+        self._require().post_many(commands, on_reply)
+
     def api_nowait(self, command: str, args: str = "",
                    on_reply: Callable[[Any], Any] | None = None) -> None:
         """``api`` whose result nobody waits for (``uuid_setvar`` on a channel that may be gone)."""

@@ -371,8 +371,12 @@ class Service:
             if self.optional_listeners:
                 listeners = listeners + [fn for fn, wanted in self.optional_listeners if wanted()]
             boxes = [box for box in self.boxes.values() if box.up]
+            out: list[bytes] | None = [] if boxes else None  # the sendevents, encoded once for every box
             for action, headers in events:
-                self._fire(action, headers, listeners, boxes)
+                self._fire(action, headers, listeners, out)
+            if out:
+                for box in boxes:
+                    box.sendevents(out)
             if self.events_sink is not None:
                 self.events_sink(events, self.clock.time())
         journal = self.core.drain_journal()
@@ -391,29 +395,21 @@ class Service:
         if box.up:
             box.send_presence(encode_presence(queue, self.core.member_count(queue)))
 
-    def _presence(self, headers) -> None:
-        """A queue's PRESENCE_IN goes with each of its members-count events (§6.3)."""
-        queue = headers.get("CC-Queue")
-        if not queue:
-            return
-        presence = encode_presence(queue, int(headers.get("CC-Count") or 0))
-        for box in self.boxes.values():
-            if box.up:
-                box.send_presence(presence)
-
-    def _fire(self, action: str, headers, listeners, boxes) -> None:
-        """One core event to the boxes that are up and to ``listeners`` (fixed per flush)."""
+    def _fire(self, action: str, headers, listeners, out: list[bytes] | None) -> None:
+        """One core event: its ``sendevent`` (and a members-count's PRESENCE_IN, §6.3) onto
+        ``out`` (None: no box is up), and to ``listeners`` (fixed per flush)."""
         member_uuid = headers.get("CC-Member-UUID", "")
         member = self.members.get(member_uuid) or self._departed.get(member_uuid)
         member_channel = member.data if member is not None else None
         self.stats["events_fired"] += 1
         rendered = render(action, headers, member_channel, None) if listeners else None
-        if boxes:
+        if out is not None:
             encoded = (encode_sendevent(rendered) if rendered is not None
-                       else encode_event(action, headers, member_channel))  # once for every box
-            for box in boxes:
-                box.sendevent(rendered, encoded)
-        if action == S.ACTION_MEMBERS_COUNT:
-            self._presence(headers)
+                       else encode_event(action, headers, member_channel))
+            out.append(encoded.data)
+            if action == S.ACTION_MEMBERS_COUNT:
+                queue = headers.get("CC-Queue")
+                if queue:
+                    out.append(encode_presence(queue, int(headers.get("CC-Count") or 0)).data)
         for listener in listeners:
             listener(action, rendered)

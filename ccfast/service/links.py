@@ -176,15 +176,13 @@ class BoxLink:
         if isinstance(reply, BaseException) or getattr(reply, "body", "").startswith("-ERR"):
             self.commands_failed += 1
 
-    def sendevent(self, headers: list[tuple[str, str]], encoded=None) -> None:
+    def sendevents(self, commands: list[bytes]) -> None:
+        """Queue encoded ``sendevent`` commands (``ccevents``; whole frames), in order, with one
+        reply slot each; never blocks (a down link or a refused event counts a drop)."""
         try:
-            if encoded is not None:  # already the whole command (ccevents): straight onto the link
-                self.client.post(encoded, self._count_dropped_event)
-            else:
-                self.client.sendevent_nowait("CUSTOM", headers, subclass=S.EVENT_SUBCLASS,
-                                             on_reply=self._count_dropped_event)
+            self.client.post_many(commands, self._count_dropped_event)
         except ConnectionLost:
-            self.events_dropped += 1
+            self.events_dropped += len(commands)
 
     def send_presence(self, headers) -> None:
         """``sendevent PRESENCE_IN`` (a queue's presence, §6.3; ``headers`` may be

@@ -45,9 +45,9 @@ class Box(Protocol):
     async def wait_up(self) -> None:
         """Until the link is connected and authenticated."""
 
-    def sendevent(self, headers: list[tuple[str, str]], encoded=None) -> None:
-        """Queue ``sendevent CUSTOM`` with these headers (``encoded``: the same, already encoded
-        by ``ccevents.encode_sendevent``); never blocks (drops are counted)."""
+    def sendevents(self, commands: list[bytes]) -> None:
+        """Queue these ``sendevent`` commands, already encoded whole by ``ccevents`` (a flush's
+        CC events and presences, in order); never blocks (drops are counted)."""
 
     def send_presence(self, headers) -> None:
         """Queue ``sendevent PRESENCE_IN`` with these headers (or ``ccevents.encode_presence``'s
