@@ -145,7 +145,7 @@ def run_step(mode: str, job: dict, *, per_queue: int, talk: float | None, status
         result["ccfast_log_errors"] = sum(1 for line in lines if line.startswith(("ERROR", "CRITICAL")))
         result["ccfast_log_lines"] = len(lines)
         result["ccfast_log_head"] = ([line for line in lines if not line.startswith("WARNING ccfast.store")][:8]
-                                     + [line for line in lines if line.startswith("io waits")])
+                                     + [line for line in lines if "io waits" in line])
         return result
     finally:
         if spy is not None:

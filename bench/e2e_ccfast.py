@@ -127,7 +127,7 @@ async def _lag_monitor() -> None:
             if lag > 0.02:
                 print(f"lag {1000 * lag:.1f} ms", file=sys.stderr, flush=True)
     finally:
-        print(f"io waits {steps.io_waits}; task steps {dict(steps.steps.most_common(12))}", file=sys.stderr, flush=True)
+        print(f"gc {totals['n']} collections {1000 * totals['s']:.0f} ms; io waits {steps.io_waits}; task steps {dict(steps.steps.most_common(12))}", file=sys.stderr, flush=True)
 
 
 class _SlowSteps(trio.abc.Instrument):
