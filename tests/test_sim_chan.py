@@ -24,29 +24,43 @@ pytestmark = pytest.mark.skipif(Channel is PyChannel, reason="ccfast.sim._chan i
 
 
 class Rec:
-    """A listener (EslConnection's interface) recording what it gets."""
+    """A listener with EslConnection's checks (``wants``, ``wants_own``, ``passes_chan``: the C
+    event path has copies of them for these), recording what it gets."""
 
     closed = False
+    wants = EslConnection.wants
+    wants_own = EslConnection.wants_own
     passes_chan = EslConnection.passes_chan
     _passes = EslConnection._passes
 
     def __init__(self, fmt: str, names, filters, own: bool = False) -> None:
-        self.fmt, self.names, self.filters, self.own = fmt, names, filters, own
+        self.fmt, self.filters = fmt, filters
+        self.all_events = names is None
+        self.names = names or set()
+        self.subclasses, self.all_custom = set(), False
+        self.my_uuid = "own" if own else None
         self._fsplit = None
         self.sim = type("S", (), {"stats": {"events_filtered": 0}})()
         self.got: list[bytes] = []
-
-    def wants(self, name, subclass, ch):
-        return not self.own and (self.names is None or name in self.names)
-
-    def wants_own(self, name, subclass):
-        return True
 
     def push(self, data, event=False):
         self.got.append(data)
 
     def on_channel_gone(self, ch):
         pass
+
+
+class OwnChecks(Rec):
+    """The same listener with its checks overridden (the C path calls them)."""
+
+    def wants(self, name, subclass, ch):
+        return EslConnection.wants(self, name, subclass, ch)
+
+    def wants_own(self, name, subclass):
+        return EslConnection.wants_own(self, name, subclass)
+
+    def passes_chan(self, name, ch, pre, post, with_vars):
+        return EslConnection.passes_chan(self, name, ch, pre, post, with_vars)
 
 
 _UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -68,11 +82,11 @@ def normalise(frames: list[bytes]) -> list[bytes]:
     return out
 
 
-async def _calls(sw: Switch) -> dict[str, list[bytes]]:
-    box = Rec("plain", {"BACKGROUND_JOB", "CHANNEL_UNBRIDGE", "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE",
+async def _calls(sw: Switch, kind) -> dict[str, list[bytes]]:
+    box = kind("plain", {"BACKGROUND_JOB", "CHANNEL_UNBRIDGE", "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE",
                         "CHANNEL_EXECUTE_COMPLETE", "CHANNEL_BRIDGE"},
               [("variable_cc_side", "agent", None), ("Event-Name", "BACKGROUND_JOB", None)])
-    plain, js = Rec("plain", None, []), Rec("json", None, [])
+    plain, js = kind("plain", None, []), kind("json", None, [])
     sw.listeners += [box, plain, js]
     members = []
     async with trio.open_nursery() as nursery:
@@ -80,7 +94,7 @@ async def _calls(sw: Switch) -> dict[str, list[bytes]]:
         for i in range(3):
             rec = sw.spawn_caller(CallerSpec(queue="q@default"))
             m = sw.channels[rec.member_uuid]
-            mem = Rec("plain", set(), [("Event-Name", n, None) for n in ("CHANNEL_HANGUP", "CHANNEL_BRIDGE",
+            mem = kind("plain", set(), [("Event-Name", n, None) for n in ("CHANNEL_HANGUP", "CHANNEL_BRIDGE",
                                                                         "CHANNEL_EXECUTE_COMPLETE")], own=True)
             members.append(mem)
             m.listeners.append(mem)
@@ -114,14 +128,15 @@ async def _calls(sw: Switch) -> dict[str, list[bytes]]:
     return out
 
 
-def _run(cls) -> dict[str, list[bytes]]:
+def _run(cls, kind=Rec) -> dict[str, list[bytes]]:
     sw = cls(timings=Timings.fast(), seed=1, profiles=ProfileTable(default=AgentProfile("t", talk_time=0.05)))
-    got = trio.run(_calls, sw, clock=trio.testing.MockClock(autojump_threshold=0))
+    got = trio.run(_calls, sw, kind, clock=trio.testing.MockClock(autojump_threshold=0))
     return got
 
 
-def test_typed_channel_sends_the_reference_bytes():
-    fast, ref = _run(Switch), _run(PySwitch)
+@pytest.mark.parametrize("kind", [Rec, OwnChecks])
+def test_typed_channel_sends_the_reference_bytes(kind):
+    fast, ref = _run(Switch, kind), _run(PySwitch, kind)
     assert Switch.channel_type is Channel and PySwitch.channel_type is PyChannel
     assert fast.keys() == ref.keys()
     for k in ref:

@@ -352,11 +352,11 @@ def fire_chan(sw, str name, Channel ch, calling, pre=None, post=None, bint with_
     ec[name] = 1 if n is NULL else <object>n + 1
     cdef list targets = []
     for l in sw.listeners:
-        if l.wants(name, "", ch):
+        if (_wants(l, name) if _own_checks(l) else l.wants(name, "", ch)):
             targets.append(l)
     if ch.listeners:
         for l in ch.listeners:
-            if l.wants_own(name, ""):
+            if (_wants_own(l, name) if _own_checks(l) else l.wants_own(name, "")):
                 targets.append(l)
     if not targets:
         return
@@ -372,7 +372,8 @@ def fire_chan(sw, str name, Channel ch, calling, pre=None, post=None, bint with_
         if t.closed:
             continue
         if t.filters:
-            ok = t.passes_chan(name, ch, pre, post, with_vars)
+            ok = (_passes_chan(t, name, ch, pre, post, with_vars) if _own_checks(t)
+                  else t.passes_chan(name, ch, pre, post, with_vars))
             if ok is None:      # a filter on an envelope header: needs the event
                 if ev is None:
                     ev = ChanEvent(name, ch, host.envelope_block(name, calling, seq), pre, post, with_vars)
@@ -386,3 +387,97 @@ def fire_chan(sw, str name, Channel ch, calling, pre=None, post=None, bint with_
             t.push(ev.json_frame(), event=True)
         else:
             t.push(chan_plain_frame(ev), event=True)
+
+
+# -- listeners' checks without a Python call for the simulator's own connections -------------
+
+cdef dict _OWN_CHECKS = {}     # listener type -> it uses EslConnection's wants/wants_own/passes_chan
+cdef object _Esl = None
+
+
+cdef bint _own_checks(t):
+    """The listener's type has EslConnection's own wants, wants_own and passes_chan (the C copies
+    below give the same answers)."""
+    global _Esl
+    cls = type(t)
+    cdef PyObject* got = PyDict_GetItem(_OWN_CHECKS, cls)
+    if got is not NULL:
+        return <bint><object>got
+    if _Esl is None:
+        from ccfast.sim.server import EslConnection
+        _Esl = EslConnection
+    ok = (getattr(cls, "wants", None) is _Esl.wants and getattr(cls, "wants_own", None) is _Esl.wants_own
+          and getattr(cls, "passes_chan", None) is _Esl.passes_chan)
+    _OWN_CHECKS[cls] = ok
+    return ok
+
+
+cdef object _MYEVENTS = None
+
+
+cdef bint _wants(t, str name):
+    # EslConnection.wants(name, "", ch)
+    if t.fmt is None or t.my_uuid is not None:
+        return False
+    if t.all_events:
+        return True
+    if name == "CUSTOM":
+        return t.all_custom or "" in t.subclasses
+    return name in t.names
+
+
+cdef bint _wants_own(t, str name):
+    # EslConnection.wants_own(name, "")
+    global _MYEVENTS
+    if t.fmt is None:
+        return False
+    if _MYEVENTS is None:
+        from ccfast.sim.server import MYEVENTS
+        _MYEVENTS = MYEVENTS
+    if name in _MYEVENTS or name in t.names or t.all_events:
+        return True
+    if name == "CUSTOM":
+        return t.all_custom or "" in t.subclasses
+    return False
+
+
+from ccfast.sim.events import NEED_ENVELOPE, chan_header as _py_chan_header
+from ccfast.sim.events import _ENVELOPE_NAMES
+
+
+cdef object _chan_header(str h, str name, Channel ch, pre, post, bint with_vars):
+    # events.chan_header, with the usual case (a variable) read here
+    if not h.startswith("variable_") or h in _ENVELOPE_NAMES:
+        return _py_chan_header(h, name, ch, pre, post, with_vars)
+    if pre:
+        for k, x in pre:
+            if k == h:
+                return x
+    v = ch.vars.get(h[9:]) if with_vars else None
+    if v is None and post:
+        for k, x in post:
+            if k == h:
+                return x
+    return v
+
+
+cdef object _passes_chan(t, str name, Channel ch, pre, post, bint with_vars):
+    # EslConnection.passes_chan
+    filters = t.filters
+    sp = t._fsplit
+    if sp is None or sp[0] is not filters or sp[1] != len(filters):
+        return t.passes_chan(name, ch, pre, post, with_vars)    # (re)builds its view of the filters
+    if name in sp[2]:
+        return True
+    for h, v, rx in sp[3]:
+        got = _chan_header(h, name, ch, pre, post, with_vars)
+        if got is None:
+            continue
+        if got is NEED_ENVELOPE:
+            return None
+        if rx is not None:
+            if rx.search(got):
+                return True
+        elif got == v:
+            return True
+    return False

@@ -39,24 +39,24 @@ class _Stats:
 
 
 class Listener:
-    """The listener interface of :class:`~ccfast.sim.server.EslConnection`, counting bytes."""
+    """The listener interface of :class:`~ccfast.sim.server.EslConnection` (its own checks),
+    counting bytes."""
 
     closed = False
     fmt = "plain"
+    wants = EslConnection.wants
+    wants_own = EslConnection.wants_own
     passes_chan = EslConnection.passes_chan
     _passes = EslConnection._passes
 
     def __init__(self, names: set[str], filters: list, own: bool = False) -> None:
-        self.names, self.filters, self.own = names, filters, own
+        self.names, self.filters = names, filters
+        self.my_uuid = "own" if own else None
+        self.all_events = self.all_custom = False
+        self.subclasses: set[str] = set()
         self._fsplit = None
         self.sim = _Stats()
         self.bytes = 0
-
-    def wants(self, name: str, subclass: str, ch) -> bool:
-        return not self.own and name in self.names
-
-    def wants_own(self, name: str, subclass: str) -> bool:
-        return True
 
     def push(self, data: bytes, event: bool = False) -> None:
         self.bytes += len(data)
