@@ -162,7 +162,9 @@ class HubConnection:
             while (msg := pull()) is not None:
                 if type(msg) in _REPLY_TYPES or isinstance(msg, _REPLIES):
                     if self.pending:
-                        self._settle(self.pending.popleft(), msg)
+                        slot = self.pending.popleft()
+                        if slot is not None:
+                            self._settle(slot, msg)
                 elif isinstance(msg, (Event, DisconnectNotice)) and self.handler is not None:
                     self.handler(msg)
                 if self.closed:
