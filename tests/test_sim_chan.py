@@ -1,5 +1,5 @@
 """The typed channel (``ccfast.sim._chan``) and its C event path give the same bytes as the
-reference Python channel (``PyChannel``, ``Switch.py_fire_chan``).
+reference Python channel (``PyChannel``, ``PySwitch.fire_chan``).
 
 Whole calls — a caller whose member channel answers and plays, an agent leg originated and
 bridged, hangups, a caller hung up before its bridge — run through ``Switch`` and ``PySwitch``

@@ -343,7 +343,11 @@ def chan_plain_frame(ev):
 
 
 def fire_chan(sw, str name, Channel ch, calling, pre=None, post=None, bint with_vars=True):
-    """``Switch.fire_chan`` (``Switch.py_fire_chan``, the reference) for channels of this type."""
+    """``Switch.fire_chan`` (``PySwitch.fire_chan``, the reference) for channels of this type."""
+    _fire(sw, name, ch, calling, pre, post, with_vars)
+
+
+cdef _fire(sw, str name, Channel ch, calling, pre, post, bint with_vars):
     hist = sw.history
     if hist is not None:
         hist.setdefault(ch.uuid, []).append(name)
@@ -481,3 +485,197 @@ cdef object _passes_chan(t, str name, Channel ch, pre, post, bint with_vars):
         elif got == v:
             return True
     return False
+
+
+
+# -- the switch's per-call flows on typed channels ---------------------------------------------
+# Line for line the methods of ccfast.sim.switch.Switch they replace (PySwitch keeps those; the
+# whole-call comparison in tests/test_sim_chan.py runs both). Bound by bind_switch().
+
+cdef object C_HANGUP, C_HANGUP_DONE, C_UNBRIDGE, C_STATE, C_PARK, C_UNPARK, C_ANSWER, C_EXEC_DONE
+cdef object C_EXEC_BRIDGE, C_BRIDGE
+cdef dict Q850
+cdef object CallRecord, LegRecord, _release, new_uuid, now_us
+cdef object _time
+
+
+def bind_switch(ns):
+    """Take the switch module's constants and helpers (it imports this module)."""
+    global C_HANGUP, C_HANGUP_DONE, C_UNBRIDGE, C_STATE, C_PARK, C_UNPARK, C_ANSWER, C_EXEC_DONE
+    global C_EXEC_BRIDGE, C_BRIDGE, Q850, CallRecord, LegRecord, _release, new_uuid, now_us
+    global _time
+    C_HANGUP, C_HANGUP_DONE, C_UNBRIDGE, C_STATE = ns["C_HANGUP"], ns["C_HANGUP_DONE"], ns["C_UNBRIDGE"], ns["C_STATE"]
+    C_PARK, C_UNPARK, C_ANSWER, C_EXEC_DONE = ns["C_PARK"], ns["C_UNPARK"], ns["C_ANSWER"], ns["C_EXEC_DONE"]
+    C_EXEC_BRIDGE, C_BRIDGE = ns["C_EXEC_BRIDGE"], ns["C_BRIDGE"]
+    Q850, CallRecord, LegRecord, _release = ns["Q850"], ns["CallRecord"], ns["LegRecord"], ns["_release"]
+    new_uuid = ns["new_uuid"]
+    now_us = _py.now_us
+    import time
+    _time = time.time
+
+
+cdef inline bint _alive(Channel ch):
+    return not ch.gone and ch.hangup_cause is None
+
+
+def set_state_event(sw, Channel ch, str state, number=None):
+    ch.state = state
+    ch.state_number = STATE_NUMBERS[state] if number is None else number
+    _fire(sw, "CHANNEL_STATE", ch, C_STATE, None, None, False)
+
+
+def park(sw, Channel ch):
+    ch.parked = True
+    _fire(sw, "CHANNEL_PARK", ch, C_PARK, None, None, True)
+
+
+def unpark(sw, Channel ch):
+    if ch.parked:
+        ch.parked = False
+        _fire(sw, "CHANNEL_UNPARK", ch, C_UNPARK, None, None, True)
+
+
+def mark_answered(sw, Channel ch, state=None, number=None, call_state=None):
+    if ch.answered_us != 0 or not _alive(ch):
+        return False
+    ch.answered_us = now_us()
+    ch.answer_state = "answered"
+    if state:
+        ch.state = state
+        ch.state_number = STATE_NUMBERS[state] if number is None else number
+    if call_state:
+        ch.call_state = call_state
+    ch.touch_profile()
+    ch.set_var("endpoint_disposition", "ANSWER")
+    _fire(sw, "CHANNEL_ANSWER", ch, C_ANSWER, None, None, True)
+    ch.call_state = "ACTIVE"
+    rec = ch.record
+    if isinstance(rec, CallRecord) and ch.role == "member":
+        rec.answered_at = sw.sched.now()
+    return True
+
+
+def final_vars(sw, Channel ch):
+    cdef double secs = (ch.hangup_us - ch.created_us) / 1e6
+    cdef double bill = (ch.hangup_us - ch.answered_us) / 1e6 if ch.answered_us else 0.0
+    ch.set_vars([("duration", str(int(secs))), ("billsec", str(int(bill))),
+                 ("mduration", str(int(secs * 1000))), ("billmsec", str(int(bill * 1000))),
+                 ("end_epoch", str(ch.hangup_us // 1_000_000)),
+                 ("end_uepoch", str(ch.hangup_us))])
+
+
+def hangup(sw, Channel ch, str cause="NORMAL_CLEARING"):
+    if not _alive(ch):
+        return
+    # a ringing originate leg: its job must learn the cause
+    job_leg = sw._ringing_leg_of(ch)
+    ch.hangup_cause = cause
+    ch.hangup_us = now_us()
+    ch.answer_state = "hangup"
+    ch.state_number = 10
+    ch.touch_profile()
+    for t in ch.timers:
+        t.cancel()
+    ch.timers.clear()
+    for app in ch.app_stack:
+        if app.timer:
+            app.timer.cancel()
+    ch.app_stack.clear()
+    ch.msg_queue.clear()
+    ch.set_vars([("hangup_cause", cause), ("hangup_cause_q850", str(Q850.get(cause, 16)))])
+    _fire(sw, "CHANNEL_HANGUP", ch, C_HANGUP, None, None, True)
+    cdef Channel peer
+    if ch.bridged is not None:
+        peer = ch.bridged
+        ch.bridged = None
+        peer.bridged = None
+        peer_is_b = ch.bridge_a
+        if ch.bridge_a:
+            _fire(sw, "CHANNEL_UNBRIDGE", ch, C_UNBRIDGE, sw._bridge_ids(ch, peer), None, True)
+        ch.set_var("bridge_hangup_cause", cause)
+        if peer_is_b:
+            sw.later(0.001, sw._bridged_b_after, peer, cause)
+        else:
+            sw.later(sw.t.hangup_propagation, sw._bridged_a_after, peer, ch, cause)
+    set_state_event(sw, ch, "CS_HANGUP", 10)
+    ch.call_state = "HANGUP"
+    set_state_event(sw, ch, "CS_REPORTING", 11)
+    sw._final_vars(ch)
+    _fire(sw, "CHANNEL_HANGUP_COMPLETE", ch, C_HANGUP_DONE, [("Hangup-Cause", cause)], None, True)
+    ch.gone = True
+    sw.channels.pop(ch.uuid, None)
+    lp = ch.loopback_peer
+    if lp is not None and lp.alive:
+        sw.later(0.0, sw.hangup, lp, cause)
+    if ch.socket is not None:
+        ch.socket.on_hangup(ch)
+    for l in list(ch.listeners):
+        l.on_channel_gone(ch)
+    rec = ch.record
+    now = sw.sched.now()
+    if isinstance(rec, CallRecord) and ch.role == "member":
+        rec.ended_at = now
+        rec.hangup_cause = cause
+        rec.done.set()
+    elif isinstance(rec, LegRecord) and ch.role == "agent":
+        rec.ended_at = now
+        rec.cause = cause
+        rec.done.set()
+    if job_leg is not None:
+        job, ls = job_leg
+        sw._leg_fail(job, ls, cause)
+    _release(ch)
+
+
+def leave_socket(sw, Channel ch):
+    """The socket app returns (bridge, resume or close): UNPARK, EXECUTE_COMPLETE socket."""
+    if not ch.in_socket:
+        return
+    ch.in_socket = False
+    unpark(sw, ch)
+    cdef dict v = ch.vars
+    resp = v.get("current_application_response", "_none_")
+    _fire(sw, "CHANNEL_EXECUTE_COMPLETE", ch, C_EXEC_DONE, None, [
+        ("Application", "socket"), ("Application-Data", v.get("socket_data", "")),
+        ("Application-Response", resp), ("Application-UUID", v.get("socket_app_uuid", ""))], True)
+
+
+def bridge_step1(sw, Channel a, Channel b):
+    if not (_alive(a) and _alive(b)):
+        return
+    epoch = int(_time())
+    cdef Channel ch, peer
+    for ch, peer, role in ((a, b, "originatee"), (b, a, "originator")):
+        ts = f"{epoch}:{new_uuid()}:uuid_br:{peer.uuid}"
+        ch.transfer_source = ts
+        ch.other, ch.other_type = peer, role
+        ch.set_vars([("transfer_history", ts), ("transfer_source", ts)])
+        ch.touch_profile()
+        ch._other_block = None
+    sw.interrupt_apps(a)
+    if a.in_socket:
+        leave_socket(sw, a)
+        for st in ("CS_HIBERNATE", "CS_RESET", "CS_SOFT_EXECUTE"):
+            set_state_event(sw, a, st)
+    else:
+        unpark(sw, a)
+        a.state = "CS_SOFT_EXECUTE"
+        a.state_number = STATE_NUMBERS["CS_SOFT_EXECUTE"]
+    # the B leg leaves its park
+    if b.parked:
+        unpark(sw, b)
+        b.app_stack.clear()
+        _fire(sw, "CHANNEL_EXECUTE_COMPLETE", b, C_EXEC_DONE, None, [
+            ("Application", "park"), ("Application-Response", "_none_"),
+            ("Application-UUID", b.vars.get("park_app_uuid", ""))], True)
+    else:
+        sw.interrupt_apps(b)
+    if b.answered_us == 0:
+        sw.later(sw.t.tick, sw.hangup, b, "DESTINATION_OUT_OF_ORDER")
+        sw.later(sw.t.tick, sw.hangup, a, "ORIGINATOR_CANCEL")
+        return
+    b.state = "CS_EXECUTE"
+    b.state_number = 4
+    _fire(sw, "CHANNEL_EXECUTE", b, C_EXEC_BRIDGE, None,
+          [("Application", "uuid_bridge"), ("Application-Data", a.uuid)], True)
+    sw.later(sw.t.tick, sw._bridge_step2, a, b)

@@ -223,7 +223,8 @@ class Switch:
     def fire_chan(self, name: str, ch: Channel, calling, pre=None, post=None,
                   with_vars: bool = True) -> None:
         """Fire a channel event: envelope, [pre], channel snapshot, [post]. (The reference; with
-        the typed channel the switch uses ``_chan.fire_chan``, same behaviour.)"""
+        the typed channel the switch uses ``_chan.fire_chan``, same behaviour; ``PySwitch`` keeps
+        this one.)"""
         if self.history is not None:
             self.history.setdefault(ch.uuid, []).append(name)
         ec = self.event_counts
@@ -882,16 +883,25 @@ class Switch:
         return ch if ch is not None and ch.alive else None
 
 
-Switch.py_fire_chan = Switch.fire_chan
-if Channel is not PyChannel:    # the typed channel is built: its C fire_chan
-    from ._chan import fire_chan as _c_fire_chan
+_C_FLOWS = ("fire_chan", "set_state_event", "park", "unpark", "mark_answered", "hangup", "leave_socket",
+            ("_final_vars", "final_vars"), ("_bridge_step1", "bridge_step1"))
+_PY_FLOWS = {(f if isinstance(f, str) else f[0]): getattr(Switch, f if isinstance(f, str) else f[0])
+             for f in _C_FLOWS}
+if Channel is not PyChannel:    # the typed channel is built: these flows run in C (_chan.pyx)
+    from . import _chan
 
-    Switch.fire_chan = _c_fire_chan
+    _chan.bind_switch(globals())
+    for _f in _C_FLOWS:
+        _name, _cname = (_f, _f) if isinstance(_f, str) else _f
+        setattr(Switch, _name, getattr(_chan, _cname))
 
 
 class PySwitch(Switch):
-    """The switch with the reference (Python) channel and event path, for tests comparing it
-    with the typed one."""
+    """The switch with the reference (Python) channel, event path and flows, for tests
+    comparing it with the typed one."""
 
     channel_type = PyChannel
-    fire_chan = Switch.py_fire_chan
+
+
+for _name, _fn in _PY_FLOWS.items():
+    setattr(PySwitch, _name, _fn)
