@@ -496,7 +496,7 @@ cdef object C_HANGUP, C_HANGUP_DONE, C_UNBRIDGE, C_STATE, C_PARK, C_UNPARK, C_AN
 cdef object C_EXEC_BRIDGE, C_BRIDGE
 cdef dict Q850
 cdef object CallRecord, LegRecord, _release, new_uuid, now_us
-cdef object _time
+cdef object _time, sample
 
 
 def bind_switch(ns):
@@ -509,6 +509,8 @@ def bind_switch(ns):
     C_EXEC_BRIDGE, C_BRIDGE = ns["C_EXEC_BRIDGE"], ns["C_BRIDGE"]
     Q850, CallRecord, LegRecord, _release = ns["Q850"], ns["CallRecord"], ns["LegRecord"], ns["_release"]
     new_uuid = ns["new_uuid"]
+    global sample
+    sample = ns["sample"]
     now_us = _py.now_us
     import time
     _time = time.time
@@ -679,3 +681,67 @@ def bridge_step1(sw, Channel a, Channel b):
     _fire(sw, "CHANNEL_EXECUTE", b, C_EXEC_BRIDGE, None,
           [("Application", "uuid_bridge"), ("Application-Data", a.uuid)], True)
     sw.later(sw.t.tick, sw._bridge_step2, a, b)
+
+
+
+def bridge_step2(sw, Channel a, Channel b):
+    if not (_alive(a) and _alive(b)):
+        return
+    t = now_us()
+    a.bridged, b.bridged = b, a
+    a.bridge_a, b.bridge_a = True, False
+    a.other, a.other_type = b, "originatee"
+    b.other, b.other_type = a, "originator"
+    a.bridged_us = b.bridged_us = t
+    a.touch_profile()
+    b.touch_profile()
+    a._other_block = b._other_block = None
+    a.set_vars([("bridge_channel", b.name), ("bridge_uuid", b.uuid), ("signal_bond", b.uuid),
+                ("last_bridge_to", b.uuid)])
+    b.set_vars([("bridge_to", a.uuid), ("last_bridge_to", a.uuid), ("bridge_channel", a.name),
+                ("bridge_uuid", a.uuid), ("signal_bond", a.uuid),
+                ("last_bridge_role", "originatee")])
+    a.state, a.state_number = "CS_SOFT_EXECUTE", 3
+    b.state, b.state_number = "CS_EXCHANGE_MEDIA", 5
+    _fire(sw, "CHANNEL_EXECUTE", a, C_EXEC_BRIDGE, None,
+          [("Application", "uuid_bridge"), ("Application-Data", b.uuid)], True)
+    _fire(sw, "CHANNEL_BRIDGE", a, C_BRIDGE, sw._bridge_ids(a, b), None, True)
+    now = sw.sched.now()
+    cdef Channel ch, peer
+    for ch, peer in ((a, b), (b, a)):
+        rec = ch.record
+        if isinstance(rec, CallRecord) and ch.role == "member":
+            rec.bridged_at = now
+            rec.agent_uuid = peer.uuid
+        elif isinstance(rec, LegRecord) and ch.role == "agent":
+            rec.bridged_at = now
+            rec.bridged_to = peer.uuid
+    # talk time: who hangs up, and when, comes from the agent's profile
+    cdef Channel agent, member
+    agent = b if b.role == "agent" else a if a.role == "agent" else None
+    prof = agent.profile_obj if agent is not None else None
+    if prof is not None:
+        talk = sample(prof.talk_time, sw.rng)
+        if talk is not None:
+            member = a if agent is b else b
+            victim = agent if prof.hangup_by == "agent" else (member.loopback_peer or member)
+            agent.timers.append(sw.later(talk, sw.hangup, victim, "NORMAL_CLEARING"))
+    sw.drain_queue(a)
+
+
+def bridged_a_after(sw, Channel a, Channel b, str cause):
+    """The B side (agent) hung up: the A side (member) leaves the bridge (§5.1)."""
+    if not _alive(a):
+        return
+    _fire(sw, "CHANNEL_UNBRIDGE", a, C_UNBRIDGE, sw._bridge_ids(a, b), None, True)
+    a.set_var("last_bridge_hangup_cause", cause)
+    a.set_var("bridge_hangup_cause", cause)
+    set_state_event(sw, a, "CS_EXECUTE")
+    if a.vars.get("hangup_after_bridge") == "true":
+        hangup(sw, a, cause)
+    elif a.vars.get("park_after_bridge") == "true":
+        a.state, a.state_number = "CS_PARK", STATE_NUMBERS["CS_PARK"]
+        park(sw, a)
+    else:
+        sw.continue_dialplan(a)
+
