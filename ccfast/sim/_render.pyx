@@ -293,6 +293,15 @@ cdef class Framer:
         return line, pairs, body
 
 
+    def next_command(self):
+        """``wire._build(*next_frame())`` (compiled: :func:`build_command`), or None."""
+        frame = self.next_frame()
+        if frame is None:
+            return None
+        line, pairs, body = frame
+        return build_command(line, pairs, body)
+
+
 cdef object _simple_pairs(const unsigned char* p, Py_ssize_t n):
     """Every line ``Name: value\\n`` (colon-free printable name, no CR): the (name, value) bytes
     pairs; otherwise None."""
@@ -357,3 +366,91 @@ cdef class Uuid4Source:
             out[k + 1] = _HEXL[b[i] & 15]
             k += 2
         return PyUnicode_DecodeASCII(out, 36, NULL)
+
+
+
+# ------------------------------------------------------------------ commands built from frames
+
+cdef object Api, BgApi, LazySendEvent, parse_command, _SIMPLE_LINE, _WORD
+cdef dict _PARSED, _NAME_OK
+cdef Py_ssize_t _PARSED_MAX
+cdef object _set = object.__setattr__
+cdef object _new = object.__new__
+
+
+def bind_build(ns):
+    """Take ``ccfast.sim.wire``'s command types and caches (it imports this module)."""
+    global Api, BgApi, LazySendEvent, parse_command, _SIMPLE_LINE, _WORD, _PARSED, _NAME_OK, _PARSED_MAX
+    Api, BgApi, LazySendEvent, parse_command = ns["Api"], ns["BgApi"], ns["LazySendEvent"], ns["parse_command"]
+    _SIMPLE_LINE, _WORD, _PARSED, _NAME_OK = ns["_SIMPLE_LINE"], ns["_WORD"], ns["_PARSED"], ns["_NAME_OK"]
+    _PARSED_MAX = ns["_PARSED_MAX"]
+
+
+cdef object _api(str rest):
+    cmd, _, args = rest.partition(" ")
+    a = _new(Api)
+    _set(a, "command", cmd)
+    _set(a, "args", args)
+    return a
+
+
+cdef object _bgapi(str rest, job):
+    cmd, _, args = rest.partition(" ")
+    b = _new(BgApi)
+    _set(b, "command", cmd)
+    _set(b, "args", args)
+    _set(b, "job_uuid", job)
+    return b
+
+
+def build_command(str line, pairs, body):
+    """``ccfast.sim.wire._build`` (the reference, same results), compiled."""
+    cdef bytes block
+    if type(pairs) is tuple:  # a simple sendevent block: (subclass, unique-id, length, raw block)
+        sub, uid, _, block = pairs
+        name = line[10:].strip()
+        try:
+            if not block.isascii():
+                block.decode("utf-8")
+        except UnicodeDecodeError:
+            pairs = _SIMPLE_LINE.findall(block)
+        else:
+            ok = _NAME_OK.get(name)
+            if ok is None:
+                if len(_NAME_OK) >= 1024:
+                    _NAME_OK.clear()
+                ok = _NAME_OK[name] = _WORD.match(name) is not None
+            if ok:
+                return LazySendEvent(name, "" if sub is None else sub.decode("utf-8"),
+                                     None if uid is None else uid.decode("utf-8"), line, block, body)
+            pairs = _SIMPLE_LINE.findall(block)
+        return parse_command(line, pairs, body)
+    if body is None and "\r" not in line:
+        if line.startswith("api "):
+            rest = line[4:].strip()
+            if rest and " " in rest and not pairs and rest.partition(" ")[0]:
+                return _api(rest)
+        elif line.startswith("bgapi "):
+            rest = line[6:].strip()
+            if rest and " " in rest and rest.partition(" ")[0] and type(pairs) is list:
+                job = None
+                try:
+                    for n, v in pairs:
+                        n.decode("utf-8")
+                        v = v.decode("utf-8")
+                        if n.lower() == b"job-uuid":
+                            job = v
+                except UnicodeDecodeError:
+                    return parse_command(line, pairs, body)
+                if job is None or (job and _WORD.match(job)):
+                    return _bgapi(rest, job)
+    if body is None and type(pairs) is list:
+        key = (line, *pairs) if pairs else line
+        cmd = _PARSED.get(key)
+        if cmd is None:
+            cmd = parse_command(line, pairs, body)
+            if len(_PARSED) >= _PARSED_MAX:
+                _PARSED.clear()
+            _PARSED[key] = cmd
+        return cmd
+    return parse_command(line, pairs, body)

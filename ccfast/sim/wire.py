@@ -212,14 +212,12 @@ class FastCommandReader(CommandReader):
         return self._framer.next_frame()
 
     def next_command(self):
-        # CommandReader.next_command with the frame taken straight from the C framer
+        # CommandReader.next_command with the frame taken straight from the C framer and the
+        # command built in C (_render.build_command: _build compiled)
         if self._error is not None:
             raise self._error
         try:
-            frame = self._framer.next_frame()
-            if frame is None:
-                return None
-            return _build(*frame)
+            return self._framer.next_command()
         except RemoteProtocolError as exc:
             self._error = exc
             raise
@@ -301,3 +299,9 @@ def _build(line: str, pairs, body: bytes | None):
             _PARSED[key] = cmd
         return cmd
     return parse_command(line, pairs, body)
+
+
+if Framer is not None:
+    from ._render import bind_build
+
+    bind_build(globals())
