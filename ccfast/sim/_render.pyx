@@ -11,7 +11,7 @@ None.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.string cimport memchr, memcpy
+from libc.string cimport memchr, memcmp, memcpy
 
 
 cdef bint _NAME_CHAR[256]
@@ -229,6 +229,11 @@ cdef class Framer:
             self.pos = start
             s = self.scan if self.scan > start else start
             end = -1
+            found = None
+            if s == start and n - start > 10 and memcmp(b + start, b"sendevent ", 10) == 0:
+                # one pass finds the end and reads the block as scan_simple_block does
+                end, found = _sendevent_end(b, start, n)
+                s = n
             while s < n:
                 q = <const unsigned char*>memchr(b + s, 0x0A, n - s)
                 if q == NULL or (q - b) + 1 >= n:
@@ -260,7 +265,10 @@ cdef class Framer:
             else:
                 block = PyBytes_FromStringAndSize(<const char*>b + nl + 1, end - nl)
                 if line.startswith("sendevent "):
-                    found = scan_simple_block(block)
+                    if found is None:
+                        found = scan_simple_block(block)
+                    elif found is False:
+                        found = None
                     if found is not None:
                         pairs = found + (block,)
                         if found[2] is not None:
@@ -300,6 +308,48 @@ cdef class Framer:
             return None
         line, pairs, body = frame
         return build_command(line, pairs, body)
+
+
+cdef tuple _sendevent_end(const unsigned char* p, Py_ssize_t start, Py_ssize_t n):
+    """For a frame starting at *start* with ``sendevent ``: (end, what scan_simple_block gives
+    for its header block, False for None) where end is the first ``\\n\\n`` (-1: not in the
+    buffer yet, and then the block is not read)."""
+    cdef const unsigned char* q = <const unsigned char*>memchr(p + start, 0x0A, n - start)
+    cdef Py_ssize_t pos, eol, k, vs
+    cdef bint simple = True
+    if q == NULL:
+        return -1, None
+    pos = (q - p) + 1
+    sub = uid = clen = None
+    while True:
+        if pos >= n:
+            return -1, None
+        if p[pos] == 0x0A:
+            break
+        q = <const unsigned char*>memchr(p + pos, 0x0A, n - pos)
+        if q == NULL:
+            return -1, None
+        eol = q - p
+        if simple:
+            k = pos
+            while k < eol and _NAME_CHAR[p[k]]:
+                k += 1
+            if k == pos or k + 1 >= eol or p[k] != 0x3A or p[k + 1] != 0x20:
+                simple = False
+            else:
+                vs = k + 2
+                if memchr(p + vs, 0x0D, eol - vs) != NULL:
+                    simple = False
+                elif k - pos == 14 and sub is None and _ieq(p + pos, 14, b"event-subclass"):
+                    sub = PyBytes_FromStringAndSize(<const char*>p + vs, eol - vs)
+                elif k - pos == 9 and _ieq(p + pos, 9, b"unique-id"):
+                    uid = PyBytes_FromStringAndSize(<const char*>p + vs, eol - vs)
+                elif k - pos == 14 and clen is None and _ieq(p + pos, 14, b"content-length"):
+                    clen = PyBytes_FromStringAndSize(<const char*>p + vs, eol - vs)
+        pos = eol + 1
+    if pos - 1 == (<const unsigned char*>memchr(p + start, 0x0A, n - start)) - p:
+        return pos - 1, None    # no header block
+    return pos - 1, ((sub, uid, clen) if simple else False)
 
 
 cdef object _simple_pairs(const unsigned char* p, Py_ssize_t n):
