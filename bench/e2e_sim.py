@@ -375,7 +375,7 @@ async def main(args) -> None:
     timings.first_command_timeout = 600.0  # a stalled dispatcher must show as latency, not lost calls
     timings.playback_default = 3600.0
     sim = Simulator(timings=timings, default_profile=profile, seed=1, max_lag=args.max_lag,
-                    timer_resolution=args.timer_resolution)
+                    timer_resolution=args.timer_resolution, io_block=args.io_block)
     probe = Probe(sim)
     agent_queue = {agent_name(q, k): queue_name(q) for q in range(args.queues) for k in range(args.agents_per_queue)}
     async with trio.open_nursery() as nursery:
@@ -451,6 +451,9 @@ def parse_args(argv=None):
     p.add_argument("--ring", type=float, default=0.0, help="agent ring time before answering, seconds")
     p.add_argument("--timer-resolution", type=float, default=0.0005,
                    help="seconds: simulator timers due this close together run in one turn")
+    p.add_argument("--io-block", type=float, default=0.0005,
+                   help="seconds: a busy simulator waits for its sockets this long in its own epoll "
+                        "(other tasks, e.g. the caller generator, run at most this late); 0: a trio wait every turn")
     p.add_argument("--max-lag", type=int, default=500, help="events a listener may fall behind (FreeSWITCH: 500)")
     a = p.parse_args(argv)
     if a.talk < 0:

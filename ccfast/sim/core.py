@@ -42,7 +42,8 @@ class Simulator:
                  dial_to: tuple[str, int] | None = None, acl: list[str] | None = None,
                  users: dict[str, str] | None = None, max_lag: int = 500,
                  history: bool = False, park_delay: float | None = None,
-                 hostname: str = "sim", hub: bool = True, timer_resolution: float = 0.0):
+                 hostname: str = "sim", hub: bool = True, timer_resolution: float = 0.0,
+                 io_block: float = 0.0):
         if isinstance(profiles, dict):
             profiles = ProfileTable(profiles, default_profile)
         elif profiles is None:
@@ -55,6 +56,7 @@ class Simulator:
                              history=history)
         # > 0: timers due within this many seconds of each other run in one scheduler turn
         self.switch.sched.resolution = timer_resolution
+        self.switch.sched.io_block = io_block     # see Scheduler.io_block (used with the hub)
         self.dial_to = dial_to
         self.acl = acl
         self.users = dict(users or {})

@@ -301,9 +301,16 @@ class SocketHub:
         conn._on_closed()
 
     # -- driven by the scheduler's task (Scheduler.io) ----------------------------------------
+    def wait(self, timeout: float) -> bool:
+        """Block up to *timeout* seconds until a socket is ready (``Scheduler.io_block``). What
+        is ready is served by the next :meth:`poll`, which asks again: the timers that run in
+        between may close sockets and reuse their numbers."""
+        return bool(self.ep.poll(timeout, 1))
+
     def poll(self) -> None:
         """Serve the sockets that are ready now (connects completed, bytes to read, writable)."""
-        for fd, ev in self.ep.poll(0, MAX_READY):
+        ready = self.ep.poll(0, MAX_READY)
+        for fd, ev in ready:
             conn = self.conns.get(fd)
             if conn is not None:
                 self._ready(conn, ev)

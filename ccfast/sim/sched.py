@@ -7,7 +7,10 @@ Callbacks run in the runner task and must not block.
 The same task also serves an optional I/O source (``Scheduler.io``: the callers' socket hub):
 each turn runs the timers now due, then ``io.poll()`` (ready sockets), then the ``call_soon``
 callbacks, then ``io.flush()`` (one write per connection for all of it), and sleeps until the next
-timer or until ``io.fd`` is readable. ``resolution`` (seconds) rounds the wake-up up to a grid so
+timer or until ``io.fd`` is readable. With ``io_block`` set, a busy scheduler waits in
+``io.wait(seconds)`` (the io source's own epoll: True when something is ready) and lets the other
+trio tasks run at one checkpoint per turn, which costs less than a trio wait per turn; they then
+run at most ``io_block`` late. ``resolution`` (seconds) rounds the wake-up up to a grid so
 timers due close together run in one turn (they still run in deadline order, each at most
 ``resolution`` late): under load that saves a trio wake-up per timer.
 """
@@ -47,7 +50,10 @@ class Timer:
 class Scheduler:
     def __init__(self, resolution: float = 0.0) -> None:
         self.resolution = resolution
-        self.io = None              # .fd, .poll(), .flush(): see the module docstring
+        self.io = None              # .fd, .poll(), .flush(), .wait(): see the module docstring
+        # > 0: while busy, wait for the io source in its own epoll for up to this many seconds
+        # instead of a trio wait (see _run); other trio tasks run between such waits
+        self.io_block = 0.0
         self.in_batch = False       # a turn is running (writes wait for its end)
         self._heap: list[tuple[float, int, Timer]] = []
         self._seq = 0
@@ -141,6 +147,15 @@ class Scheduler:
                 deadline = -math.inf
             else:
                 deadline = self._grid(heap[0][0]) if heap else math.inf
+            block = self.io_block
+            if block and io is not None and deadline != -math.inf:
+                # busy: wait in the io source's own epoll (no cancel scope, no trio fd
+                # registration per turn), then one trio checkpoint for the other tasks. Idle
+                # (nothing came and no timer was due): the trio wait below
+                wait = min(deadline - self.now(), block)
+                if wait <= 0 or io.wait(wait) or deadline - self.now() <= 0:
+                    await trio.lowlevel.checkpoint()
+                    continue
             with trio.CancelScope(deadline=deadline) as sc:
                 self._scope = sc
                 if io is not None:
