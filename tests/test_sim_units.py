@@ -119,3 +119,15 @@ def test_new_uuid_is_a_version_4_uuid():
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == u
         seen.add(u)
     assert len(seen) == 2000
+
+
+def test_reply_shortcuts_match_the_protocol_writers():
+    """server.api_response / bgapi_reply (cached or formatted directly) give esl's bytes."""
+    from ccfast import esl
+    from ccfast.sim.server import api_response, bgapi_reply
+
+    for text in ("+OK\n", "+OK\n", "-ERR No such channel!\n", "", "+OK abc\n", b"raw\n", "caf\u00e9\n", "true"):
+        assert api_response(text) == esl.write_api_response(text)
+        assert api_response(text) == esl.write_api_response(text)    # (now from the cache)
+    for job in ("11111111-2222-3333-4444-555555555555", "j1", "caf\u00e9", "a:b"):
+        assert bgapi_reply(job) == esl.write_bgapi_reply(job)

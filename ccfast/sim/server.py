@@ -558,14 +558,14 @@ class EslConnection:
         if out is None and not result:
             self._api_wait = (ev, result)   # `api` blocks this connection until the command finishes
             return
-        self.push(esl.write_api_response(out if out is not None else result[0]))
+        self.push(api_response(out if out is not None else result[0]))
 
     def _api_done(self) -> None:
         """A blocking api finished (the task-per-connection transport waits on the event)."""
 
     def _do_bgapi(self, cmd: BgApi) -> None:
         job = cmd.job_uuid or new_uuid()
-        self.push(esl.write_bgapi_reply(job))
+        self.push(bgapi_reply(job))
         sw = self.sw
         arg = cmd.args
 
@@ -613,7 +613,9 @@ class EslConnection:
             for n, v in cmd.headers:
                 if n.lower() == "unique-id":
                     target_uuid = v
-        ch = sw.get(target_uuid) if target_uuid else None
+        ch = sw.channels.get(target_uuid) if target_uuid else None   # sw.get(target_uuid)
+        if ch is not None and not ch.alive:
+            ch = None
         if ch is None:
             if not sw.wants_any(name, sub):
                 sw.host.seq += 1    # the event exists (it takes a sequence number); nobody gets it
@@ -634,6 +636,28 @@ class EslConnection:
                     sock.push(SimEvent(name, [Block(items)], subclass=sub, body=body).plain_frame(), event=True)
                 return
         sw.later(sw.t.tick, _deliver_to_parked, sw, ch, cmd, sub, euid)
+
+
+_API_REPLIES: dict = {}
+
+
+def api_response(text) -> bytes:
+    """``esl.write_api_response(text)``; the constant ones ("+OK", "-ERR No such channel!"...)
+    made once."""
+    data = _API_REPLIES.get(text)
+    if data is None:
+        data = esl.write_api_response(text)
+        if len(_API_REPLIES) < 256 and not text.startswith("+OK " if type(text) is str else b"+OK "):
+            _API_REPLIES[text] = data
+    return data
+
+
+def bgapi_reply(job: str) -> bytes:
+    """``esl.write_bgapi_reply(job)``, formatted directly for the usual (ASCII, one-line) job uuid."""
+    if job.isascii() and job.isprintable():
+        j = job.encode()
+        return b"Content-Type: command/reply\nReply-Text: +OK Job-UUID: %b\nJob-UUID: %b\n\n" % (j, j)
+    return esl.write_bgapi_reply(job)
 
 
 # exact command type -> its handler, for connections past connect/auth (dispatch's fast path:
