@@ -496,7 +496,7 @@ cdef object C_HANGUP, C_HANGUP_DONE, C_UNBRIDGE, C_STATE, C_PARK, C_UNPARK, C_AN
 cdef object C_EXEC_BRIDGE, C_BRIDGE
 cdef dict Q850
 cdef object CallRecord, LegRecord, _release, new_uuid, now_us
-cdef object _time, sample
+cdef object _time, sample, RunningApp, C_EXEC, C_PLAY_START, _apps
 
 
 def bind_switch(ns):
@@ -509,8 +509,8 @@ def bind_switch(ns):
     C_EXEC_BRIDGE, C_BRIDGE = ns["C_EXEC_BRIDGE"], ns["C_BRIDGE"]
     Q850, CallRecord, LegRecord, _release = ns["Q850"], ns["CallRecord"], ns["LegRecord"], ns["_release"]
     new_uuid = ns["new_uuid"]
-    global sample
-    sample = ns["sample"]
+    global sample, RunningApp, C_EXEC, C_PLAY_START, _apps
+    sample, RunningApp, C_EXEC, C_PLAY_START = ns["sample"], ns["RunningApp"], ns["C_EXEC"], ns["C_PLAY_START"]
     now_us = _py.now_us
     import time
     _time = time.time
@@ -745,3 +745,46 @@ def bridged_a_after(sw, Channel a, Channel b, str cause):
     else:
         sw.continue_dialplan(a)
 
+
+
+
+def run_app_now(sw, Channel ch, msg):
+    """``Switch.run_app_now`` = ``apps.start``: answer, playback and park here (line for line
+    apps.start's branches for them), any other application there."""
+    global _apps
+    if _apps is None:
+        from ccfast.sim import apps
+        _apps = apps
+    name = msg.app
+    if not (name == "answer" or name == "pre_answer" or name == "playback" or name == "endless_playback"
+            or name == "park"):
+        _apps.start(sw, ch, msg)
+        return
+    if not _alive(ch):
+        return
+    arg = msg.arg
+    app = RunningApp(name, arg, new_uuid(), msg.event_lock)
+    post = [("Application", name)]
+    if arg:
+        post.append(("Application-Data", arg))
+    post.append(("Application-UUID", app.app_uuid))
+    ch.set_var("current_application", name)
+    if arg:
+        ch.set_var("current_application_data", arg)
+    _fire(sw, "CHANNEL_EXECUTE", ch, C_EXEC, None, post, True)
+    if name == "answer" or name == "pre_answer":
+        mark_answered(sw, ch)
+        _apps.complete(sw, ch, app, "_none_", pushed=False)
+    elif name == "park":
+        ch.app_stack.append(app)
+        ch.set_var("park_app_uuid", app.app_uuid)
+        park(sw, ch)
+    else:
+        ch.app_stack.append(app)
+        # apps._play
+        path = arg
+        _fire(sw, "PLAYBACK_START", ch, C_PLAY_START, None, [
+            ("Playback-File-Type", _apps._file_type(path)), ("Playback-File-Path", path)], True)
+        dur = _apps.math.inf if name == "endless_playback" else _apps.playback_duration(sw, path)
+        if dur != _apps.math.inf:
+            app.timer = sw.later(dur, _apps.stop_playback, sw, ch, app, "FILE PLAYED")

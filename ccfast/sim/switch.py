@@ -885,7 +885,7 @@ class Switch:
 
 _C_FLOWS = ("fire_chan", "set_state_event", "park", "unpark", "mark_answered", "hangup", "leave_socket",
             ("_final_vars", "final_vars"), ("_bridge_step1", "bridge_step1"), ("_bridge_step2", "bridge_step2"),
-            ("_bridged_a_after", "bridged_a_after"))
+            ("_bridged_a_after", "bridged_a_after"), "run_app_now")
 _PY_FLOWS = {(f if isinstance(f, str) else f[0]): getattr(Switch, f if isinstance(f, str) else f[0])
              for f in _C_FLOWS}
 if Channel is not PyChannel:    # the typed channel is built: these flows run in C (_chan.pyx)
