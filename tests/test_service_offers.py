@@ -519,3 +519,20 @@ async def test_wrap_up_time_holds_the_agent_then_the_next_caller_is_offered_with
         await trio.sleep(0.5)
         assert env.service.dispatcher.passes - passes <= 1  # asleep while nothing can change
         await finish(env)
+
+
+async def test_a_caller_waiting_through_the_wrap_up_is_offered_when_it_ends():
+    # the first call ends inside a step of the box link (an inline pass puts the agent in
+    # wrap-up): the dispatch loop, asleep with no deadline while the agent talked, must get
+    # the wrap-up's end as its new deadline
+    profiles = {"a1": AgentProfile("a1", talk_time=0.05)}
+    async with open_callcenter(one_agent(wrap_up_time="1"), profiles=profiles) as env:
+        await env.watch_events()
+        first = env.spawn(CallerSpec(queue=Q))
+        second = env.spawn(CallerSpec(queue=Q, cid_number="5552000"))
+        with trio.fail_after(5):
+            await first.done.wait()
+            await second.done.wait()
+        assert first.outcome == second.outcome == "bridged"
+        assert len(env.find_events(S.ACTION_BRIDGE_AGENT_START)) == 2
+        await finish(env)
