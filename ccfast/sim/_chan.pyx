@@ -495,20 +495,22 @@ cdef object _passes_chan(t, str name, Channel ch, pre, post, bint with_vars):
 cdef object C_HANGUP, C_HANGUP_DONE, C_UNBRIDGE, C_STATE, C_PARK, C_UNPARK, C_ANSWER, C_EXEC_DONE
 cdef object C_EXEC_BRIDGE, C_BRIDGE
 cdef dict Q850
-cdef object CallRecord, LegRecord, _release, new_uuid, now_us
+cdef object CallRecord, LegRecord, _release, now_us
+cdef dict _sw_ns
 cdef object _time, sample, RunningApp, C_EXEC, C_PLAY_START, _apps
 
 
 def bind_switch(ns):
     """Take the switch module's constants and helpers (it imports this module)."""
     global C_HANGUP, C_HANGUP_DONE, C_UNBRIDGE, C_STATE, C_PARK, C_UNPARK, C_ANSWER, C_EXEC_DONE
-    global C_EXEC_BRIDGE, C_BRIDGE, Q850, CallRecord, LegRecord, _release, new_uuid, now_us
+    global C_EXEC_BRIDGE, C_BRIDGE, Q850, CallRecord, LegRecord, _release, now_us
     global _time
     C_HANGUP, C_HANGUP_DONE, C_UNBRIDGE, C_STATE = ns["C_HANGUP"], ns["C_HANGUP_DONE"], ns["C_UNBRIDGE"], ns["C_STATE"]
     C_PARK, C_UNPARK, C_ANSWER, C_EXEC_DONE = ns["C_PARK"], ns["C_UNPARK"], ns["C_ANSWER"], ns["C_EXEC_DONE"]
     C_EXEC_BRIDGE, C_BRIDGE = ns["C_EXEC_BRIDGE"], ns["C_BRIDGE"]
     Q850, CallRecord, LegRecord, _release = ns["Q850"], ns["CallRecord"], ns["LegRecord"], ns["_release"]
-    new_uuid = ns["new_uuid"]
+    global _sw_ns
+    _sw_ns = ns     # new_uuid is looked up there at each use: tests replace it
     global sample, RunningApp, C_EXEC, C_PLAY_START, _apps
     sample, RunningApp, C_EXEC, C_PLAY_START = ns["sample"], ns["RunningApp"], ns["C_EXEC"], ns["C_PLAY_START"]
     now_us = _py.now_us
@@ -648,7 +650,7 @@ def bridge_step1(sw, Channel a, Channel b):
     epoch = int(_time())
     cdef Channel ch, peer
     for ch, peer, role in ((a, b, "originatee"), (b, a, "originator")):
-        ts = f"{epoch}:{new_uuid()}:uuid_br:{peer.uuid}"
+        ts = f"{epoch}:{_sw_ns['new_uuid']()}:uuid_br:{peer.uuid}"
         ch.transfer_source = ts
         ch.other, ch.other_type = peer, role
         ch.set_vars([("transfer_history", ts), ("transfer_source", ts)])
@@ -750,7 +752,8 @@ def bridged_a_after(sw, Channel a, Channel b, str cause):
 
 def run_app_now(sw, Channel ch, msg):
     """``Switch.run_app_now`` = ``apps.start``: answer, playback and park here (line for line
-    apps.start's branches for them), any other application there."""
+    apps.start's branches for them; apps' functions looked up at each call, as tests replace
+    some), any other application there."""
     global _apps
     if _apps is None:
         from ccfast.sim import apps
@@ -763,7 +766,7 @@ def run_app_now(sw, Channel ch, msg):
     if not _alive(ch):
         return
     arg = msg.arg
-    app = RunningApp(name, arg, new_uuid(), msg.event_lock)
+    app = RunningApp(name, arg, _sw_ns["new_uuid"](), msg.event_lock)
     post = [("Application", name)]
     if arg:
         post.append(("Application-Data", arg))
@@ -781,10 +784,4 @@ def run_app_now(sw, Channel ch, msg):
         park(sw, ch)
     else:
         ch.app_stack.append(app)
-        # apps._play
-        path = arg
-        _fire(sw, "PLAYBACK_START", ch, C_PLAY_START, None, [
-            ("Playback-File-Type", _apps._file_type(path)), ("Playback-File-Path", path)], True)
-        dur = _apps.math.inf if name == "endless_playback" else _apps.playback_duration(sw, path)
-        if dur != _apps.math.inf:
-            app.timer = sw.later(dur, _apps.stop_playback, sw, ch, app, "FILE PLAYED")
+        _apps._play(sw, ch, app)     # looked up now: tests replace it
