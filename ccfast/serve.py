@@ -176,8 +176,9 @@ def _backend_label(writer) -> str:
 
 
 class ScrapeSync:
-    """Scrape hook: folds counters the ESL clients and the store writer keep anyway into the
-    metrics, so the hot path pays nothing for them (runs in the trio thread, O(boxes)).
+    """Scrape hook: folds counters the ESL clients, the dispatcher and the store writer keep
+    anyway into the metrics, so the hot path pays nothing for them (runs in the trio thread,
+    O(boxes)). The dispatcher: the time of its last pass.
 
     Per box: events received, reconnects, overflow drops (the ``InboundClient``'s own totals;
     the deltas since the last scrape are added). Store: rows written, and one histogram
@@ -194,6 +195,8 @@ class ScrapeSync:
 
     def __call__(self) -> None:
         m = self.metrics
+        if self.service.dispatcher.passes:
+            m.dispatched(self.service.dispatcher.last_pass)
         for name, box in self.service.boxes.items():
             client = getattr(box, "client", None)
             if client is None:
@@ -227,13 +230,11 @@ async def _serve(cfg, core, clock: Clock, writer, task_status, *, config_source=
     service.on_member_hung_up = metrics.member_hung_up
     service.on_dispatch_latency = metrics.dispatch_latency
     core_decision = metrics.core_decision
-    dispatched = metrics.dispatched
 
     def on_pass_time(seconds: float) -> None:
         core_decision(seconds, "dispatch")
-        dispatched(service.dispatcher.last_pass)
 
-    service.dispatcher.on_pass_time = on_pass_time
+    service.dispatcher.on_pass_time = on_pass_time  # the last pass's time is read at scrape (ScrapeSync)
     metrics.add_scrape_hook(ScrapeSync(metrics, service, writer, _backend_label(writer)))
 
     def snapshot(now: float):
