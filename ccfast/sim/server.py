@@ -188,22 +188,14 @@ class EslConnection:
                 continue
             if got is NEED_ENVELOPE:
                 return None
-            if rx is not None:
-                if rx.search(got):
-                    return True
-            elif got == v:
+            if _filter_hit(got, v, rx):
                 return True
         return False
 
     def _passes(self, ev: SimEvent) -> bool:
         for h, v, rx in self.filters:
             got = ev.get(h)
-            if got is None:
-                continue
-            if rx is not None:
-                if rx.search(got):
-                    return True
-            elif got == v:
+            if got is not None and _filter_hit(got, v, rx):
                 return True
         return False
 
@@ -715,3 +707,8 @@ def acl_allows(acl: list[str] | None, peer_ip: str) -> bool:
     except ValueError:
         return False
     return any(ip in ipaddress.ip_network(n, strict=False) for n in acl)
+
+
+def _filter_hit(got: str, value: str, rx) -> bool:
+    """One ``filter`` entry against a header's value: its regex (``/…/``) or the exact value."""
+    return rx.search(got) is not None if rx is not None else got == value
