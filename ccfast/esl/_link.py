@@ -6,11 +6,12 @@
   the new one is (``"drop_newest"``); either way ``dropped`` counts it and ``on_overflow`` is
   called (e.g. to schedule a reconciliation). FreeSWITCH itself drops a listener that falls
   ~500 events behind, so the reader must keep draining the socket whatever consumers do.
-* :class:`_Link` — one TCP connection with FIFO reply matching: the waiter is appended and the
-  command's bytes queued in one synchronous step, so replies (which FreeSWITCH sends in command
-  order) are matched to commands in order; queued commands are written together (one syscall per
-  scheduler tick, see the class). Events are routed separately. When the link drops every pending
-  waiter fails with :class:`ConnectionLost`.
+* :class:`_Link` — one TCP connection with FIFO reply matching: the reply slot (a waiter, a
+  callback or ``None``, see :func:`settle`) is appended and the command's bytes queued in one
+  synchronous step, so replies (which FreeSWITCH sends in command order) are matched to commands
+  in order; queued commands are written together (one syscall per scheduler tick, see the class).
+  Events are routed separately. When the link drops every pending slot gets
+  :class:`ConnectionLost`.
 """
 
 from __future__ import annotations
