@@ -20,6 +20,7 @@ import os
 import resource
 import signal
 import sys
+import time
 
 import trio
 
@@ -95,7 +96,6 @@ async def _serve_until_signal(cfg) -> None:
 
 async def _lag_monitor() -> None:
     import gc
-    import time
 
     def on_gc(phase, info):
         if phase == "start":
@@ -141,23 +141,19 @@ class _SlowSteps(trio.abc.Instrument):
         self.io_waits = 0
 
     def before_task_step(self, task) -> None:
-        import time
         self.t0 = time.perf_counter()
         self.steps[task.name] += 1
 
     def after_task_step(self, task) -> None:
-        import time
         took = time.perf_counter() - self.t0
         if took > 0.01:
             print(f"slow step {1000 * took:.1f} ms in {task.name}", file=sys.stderr, flush=True)
 
     def before_io_wait(self, timeout) -> None:
-        import time
         self.io_waits += 1
         self.io0 = time.perf_counter()
 
     def after_io_wait(self, timeout) -> None:
-        import time
         took = time.perf_counter() - self.io0
         if took > timeout + 0.01:
             print(f"slow io wait {1000 * took:.1f} ms (timeout {1000 * timeout:.1f})", file=sys.stderr, flush=True)

@@ -145,30 +145,27 @@ class Service:
     def _release_soon(self) -> None:
         self._soon_held = False
         if self._soon:
-            open_step()
-            try:
-                self._run_soon_batch()
-            finally:
-                close_step()
+            self._run_soon_batch()
 
     async def _run_soon(self) -> None:
         while True:
             await self._soon_wake.wait()
             self._soon_wake = trio.Event()
-            open_step()
-            try:
-                self._run_soon_batch()
-            finally:
-                close_step()
+            self._run_soon_batch()
 
     def _run_soon_batch(self) -> None:
+        """The pending soon-calls, in order, as one hot-path step (ending with ``push``)."""
         batch, self._soon = self._soon, []
-        for fn in batch:
-            try:
-                fn()
-            except Exception as exc:
-                self.failure_log.failed(f"soon {getattr(fn, '__qualname__', fn)}", exc)
-        self.push()
+        open_step()
+        try:
+            for fn in batch:
+                try:
+                    fn()
+                except Exception as exc:
+                    self.failure_log.failed(f"soon {getattr(fn, '__qualname__', fn)}", exc)
+            self.push()
+        finally:
+            close_step()
 
     def call_later(self, delay: float, fn: Callable[[], Any]) -> Timer:
         """Call ``fn()`` after ``delay`` seconds (one task runs every timer); ``cancel()`` on

@@ -129,17 +129,7 @@ class BoxLink:
         """``bgapi <command>`` with our Job-UUID; ``on_result(body or exception)`` once the
         BACKGROUND_JOB arrived, the command was refused (CommandFailed) or the link failed
         (called at once when the link is down). Timed into ``on_command`` like ``bgapi``."""
-        timed = self.on_command
-        t0 = time.perf_counter() if timed is not None else 0.0
-
-        def done(result) -> None:
-            if timed is not None and not isinstance(result, BaseException):
-                timed(command.split(" ", 1)[0], time.perf_counter() - t0)
-            try:
-                on_result(result)
-            except Exception:  # the link's waiter would swallow it silently
-                log.exception("box %s: job callback of %s failed", self.name, command.split(" ", 1)[0])
-
+        done = self._timed_callback(command, on_result, "job")
         try:
             self.client.bgapi_nowait(command, job_uuid=job_uuid, on_result=done)
         except ConnectionLost as exc:
@@ -156,21 +146,29 @@ class BoxLink:
     def api_then(self, command: str, on_reply) -> None:
         """``api <command>`` queued in order; ``on_reply(body or exception)`` once its reply
         came or the link failed (called at once, with the exception, when the link is down)."""
-        timed = self.on_command
-        t0 = time.perf_counter() if timed is not None else 0.0
-
-        def done(reply) -> None:
-            if timed is not None and not isinstance(reply, BaseException):
-                timed(command.split(" ", 1)[0], time.perf_counter() - t0)
-            try:
-                on_reply(reply if isinstance(reply, BaseException) else getattr(reply, "body", ""))
-            except Exception:  # the link's waiter would swallow it silently
-                log.exception("box %s: reply callback of %s failed", self.name, command.split(" ", 1)[0])
+        done = self._timed_callback(command, on_reply, "reply")
         try:
             self.client.api_nowait(command, on_reply=done)
         except ConnectionLost as exc:
             self.commands_failed += 1
             on_reply(exc)
+
+    def _timed_callback(self, command: str, callback, kind: str):
+        """The link-side callback of ``api_then``/``bgapi_then``: times the round trip into
+        ``on_command``, hands ``callback`` the reply's body (a job result is already one) or the
+        exception, and logs what ``callback`` raises (the link would swallow it silently)."""
+        timed = self.on_command
+        t0 = time.perf_counter() if timed is not None else 0.0
+
+        def done(result) -> None:
+            failed = isinstance(result, BaseException)
+            if timed is not None and not failed:
+                timed(command.split(" ", 1)[0], time.perf_counter() - t0)
+            try:
+                callback(result if failed or isinstance(result, str) else getattr(result, "body", ""))
+            except Exception:
+                log.exception("box %s: %s callback of %s failed", self.name, kind, command.split(" ", 1)[0])
+        return done
 
     def _count_failure(self, reply) -> None:
         if isinstance(reply, BaseException) or getattr(reply, "body", "").startswith("-ERR"):
